@@ -1,0 +1,31 @@
+"""Code Runner: run short untrusted Python and JavaScript snippets in a jail, get JSON back.
+
+    >>> import coderunner
+    >>> coderunner.run("def main(x, y):\n    return x * y", inputs={"x": 6, "y": 7}).result
+    42
+"""
+
+from ._api import arun, run
+from ._engine import Engine
+from ._errors import CodeRunnerError, InvalidRequest, SandboxUnavailable, Saturated
+from ._models import ErrorDetail, ErrorType, ExecutionRequest, ExecutionResult, Language
+from ._settings import Settings
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CodeRunnerError",
+    "Engine",
+    "ErrorDetail",
+    "ErrorType",
+    "ExecutionRequest",
+    "ExecutionResult",
+    "InvalidRequest",
+    "Language",
+    "SandboxUnavailable",
+    "Saturated",
+    "Settings",
+    "__version__",
+    "arun",
+    "run",
+]

@@ -1,0 +1,177 @@
+"""Per-execution cgroups: a hard process count (pids) and memory limit (memory).
+
+Used when the host lets this service create cgroups (cgroup v1 controllers mounted
+writable, or a cgroup v2 subtree with the controllers delegated).  Each worker gets a
+group of its own; the group is emptied and removed when the worker is done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+CONTROLLERS = ("pids", "memory")
+
+
+def _own_cgroup_paths() -> dict[str, str]:
+    """controller (or '' for v2) → this process's cgroup path."""
+    paths: dict[str, str] = {}
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, names, path = line.split(":", 2)
+        for name in names.split(",") if names else [""]:
+            paths[name] = path
+    return paths
+
+
+def _mounts() -> dict[str, str]:
+    """controller (or '' for v2) → mount point."""
+    found: dict[str, str] = {}
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        left, _, right = line.partition(" - ")
+        fstype, _source, options = (right.split() + ["", "", ""])[:3]
+        mount_point = left.split()[4]
+        if fstype == "cgroup2":
+            found.setdefault("", mount_point)
+        elif fstype == "cgroup":
+            for opt in options.split(","):
+                if opt in CONTROLLERS:
+                    found.setdefault(opt, mount_point)
+    return found
+
+
+@dataclass
+class CgroupSlot:
+    """The cgroup directories of one worker (one per controller, or one for v2)."""
+
+    dirs: dict[str, Path]
+    v2: bool
+
+    def join_function(self) -> Callable[[], None]:
+        """A preexec function: the forked child moves itself in before exec."""
+        procs = [str(d / "cgroup.procs") for d in dict.fromkeys(self.dirs.values())]
+
+        def join() -> None:
+            pid = str(os.getpid()).encode()
+            for path in procs:
+                fd = os.open(path, os.O_WRONLY)
+                try:
+                    os.write(fd, pid)
+                finally:
+                    os.close(fd)
+
+        return join
+
+    def set_memory_limit(self, limit_bytes: int) -> None:
+        name = "memory.max" if self.v2 else "memory.limit_in_bytes"
+        (self.dirs["memory"] / name).write_text(str(limit_bytes))
+        if self.v2:
+            with contextlib.suppress(OSError):
+                (self.dirs["memory"] / "memory.swap.max").write_text("0")
+
+    def memory_exceeded(self) -> bool:
+        try:
+            if self.v2:
+                events = (self.dirs["memory"] / "memory.events").read_text()
+                return any(
+                    line.split()[0] in ("oom", "oom_kill") and int(line.split()[1]) > 0
+                    for line in events.splitlines()
+                )
+            return int((self.dirs["memory"] / "memory.failcnt").read_text()) > 0
+        except (OSError, ValueError, IndexError):
+            return False
+
+    def kill_all(self) -> None:
+        for d in dict.fromkeys(self.dirs.values()):
+            try:
+                pids = (d / "cgroup.procs").read_text().split()
+            except OSError:
+                continue
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+
+    def remove(self) -> bool:
+        """Remove the directories; False while processes are still in them."""
+        ok = True
+        for d in dict.fromkeys(self.dirs.values()):
+            try:
+                d.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError:
+                ok = False
+        return ok
+
+
+class CgroupManager:
+    """Creates worker cgroups below one directory owned by this service."""
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name or f"coderunner-{os.getpid()}"
+        self.bases: dict[str, Path] = {}
+        self.v2 = False
+        self.problem: str | None = None
+        self._counter = 0
+        try:
+            self._setup()
+        except OSError as exc:
+            self.problem = f"cannot create cgroups: {exc}"
+            self.bases = {}
+
+    @property
+    def available(self) -> bool:
+        return bool(self.bases)
+
+    def _setup(self) -> None:
+        mounts, own = _mounts(), _own_cgroup_paths()
+        if all(c in mounts for c in CONTROLLERS):
+            bases = {}
+            for c in CONTROLLERS:
+                base = Path(mounts[c] + own.get(c, "/")) / self.name
+                base.mkdir(exist_ok=True)
+                bases[c] = base
+            if (bases["pids"] / "pids.max").exists():
+                self.bases = bases
+                return
+        if "" in mounts:
+            parent = Path(mounts[""] + own.get("", "/"))
+            controllers = (parent / "cgroup.controllers").read_text().split()
+            if not all(c in controllers for c in CONTROLLERS):
+                self.problem = "cgroup v2 without the pids and memory controllers delegated"
+                return
+            base = parent / self.name
+            base.mkdir(exist_ok=True)
+            (base / "cgroup.subtree_control").write_text("+pids +memory")
+            self.bases = {c: base for c in CONTROLLERS}
+            self.v2 = True
+            return
+        self.problem = "no writable cgroup hierarchy with the pids and memory controllers"
+
+    def create(self, max_processes: int) -> CgroupSlot:
+        self._counter += 1
+        name = f"w{self._counter}"
+        if self.v2:
+            d = self.bases["pids"] / name
+            d.mkdir()
+            dirs = {c: d for c in CONTROLLERS}
+        else:
+            dirs = {}
+            for c, base in self.bases.items():
+                (base / name).mkdir()
+                dirs[c] = base / name
+        (dirs["pids"] / "pids.max").write_text(str(max_processes))
+        return CgroupSlot(dirs, self.v2)
+
+    def close(self) -> None:
+        for base in dict.fromkeys(self.bases.values()):
+            for child in base.iterdir() if base.exists() else ():
+                if child.is_dir():
+                    CgroupSlot({"x": child}, self.v2).kill_all()
+                    with contextlib.suppress(OSError):
+                        child.rmdir()
+            with contextlib.suppress(OSError):
+                base.rmdir()

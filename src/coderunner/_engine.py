@@ -1,0 +1,224 @@
+"""The execution engine: the one core object every front-end (API, CLI, HTTP, MCP) uses."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections import Counter
+from typing import Any
+
+from ._cgroup import CgroupManager
+from ._errors import InvalidRequest, Saturated, SandboxUnavailable
+from ._models import ErrorDetail, ErrorType, ExecutionRequest, ExecutionResult, Language
+from ._policy import SandboxPolicy, build_policy, python_runtime_paths
+from ._pool import WorkerPool
+from ._schema import compile_schema, schema_problems
+from ._seccomp import compile_exec_filter, compile_jail_filter
+from ._settings import Settings
+from ._worker import Runtime, Worker
+
+log = logging.getLogger("coderunner.engine")
+
+
+class Engine:
+    """Runs snippets in fresh jails from warm pools.
+
+    Args:
+        settings: limits, pool sizes and concurrency; `Settings.from_env()` if omitted.
+
+    Use as ``async with Engine() as engine: await engine.execute(request)``.  Pools warm
+    up in the background from `start()`; an early request waits for its worker.
+    """
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        self.policy: SandboxPolicy | None = None
+        self._pools: dict[tuple[Language, int], WorkerPool] = {}
+        self._statedir: str | None = None
+        self._jail_filter = b""
+        self._exec_filter_path = ""
+        self._cgroups: CgroupManager | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._waiting = 0
+        self._running = 0
+        self._started = False
+        self.outcomes: Counter[tuple[str, str]] = Counter()  # (language, outcome) → count
+        self.durations: list[tuple[str, float]] = []  # drained by the metrics exporter
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Build the policy and filters and start warming the pools (returns at once)."""
+        if self._started:
+            return
+        if shutil.which("bwrap") is None:
+            raise SandboxUnavailable(
+                "bubblewrap (bwrap) is not installed; install the 'bubblewrap' package"
+            )
+        s = self.settings
+        self.policy = build_policy(tmp_size_mb=s.tmp_size_mb, max_processes=s.max_processes)
+        self._jail_filter = compile_jail_filter(self.policy)
+        self._statedir = tempfile.mkdtemp(prefix="coderunner-")
+        self._exec_filter_path = os.path.join(self._statedir, "exec.bpf")
+        with open(self._exec_filter_path, "wb") as f:
+            f.write(compile_exec_filter())
+        self._cgroups = CgroupManager()
+        if not self._cgroups.available:
+            log.warning("cgroups unavailable (%s); rlimits only", self._cgroups.problem)
+        self._slots = asyncio.Semaphore(s.max_concurrency)
+        self._started = True
+        self._pool(Language.PYTHON, s.default_memory_mb).fill()
+        self._pool(Language.JAVASCRIPT, s.default_memory_mb).fill()
+
+    async def aclose(self) -> None:
+        """Kill idle workers and remove the engine's files and cgroups."""
+        for pool in self._pools.values():
+            await pool.close()
+        self._pools.clear()
+        if self._cgroups:
+            self._cgroups.close()
+        if self._statedir:
+            shutil.rmtree(self._statedir, ignore_errors=True)
+        self._started = False
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def _runtime(self, language: Language, memory_mb: int) -> Runtime:
+        if language is Language.PYTHON:
+            return Runtime.python(python_runtime_paths()[0])
+        return Runtime.javascript(memory_mb)
+
+    def _pool(self, language: Language, memory_mb: int) -> WorkerPool:
+        # Python lowers its memory limit per job, so one pool serves every memory_mb.
+        # V8's heap limit is fixed at start: JavaScript pools are per memory size, and
+        # only the default size is kept warm ahead of demand.
+        key = (language, 0 if language is Language.PYTHON else memory_mb)
+        pool = self._pools.get(key)
+        if pool is None:
+            default = memory_mb == self.settings.default_memory_mb
+            size = (
+                self.settings.python_pool_size if language is Language.PYTHON
+                else self.settings.javascript_pool_size if default else 1
+            )
+            runtime = self._runtime(language, memory_mb)
+            pool = WorkerPool(f"{language.value}-{key[1]}", lambda: self._spawn(runtime), size)
+            self._pools[key] = pool
+        return pool
+
+    async def _spawn(self, runtime: Runtime) -> Worker:
+        assert self.policy is not None
+        return await Worker.spawn(
+            runtime, self.policy, self._jail_filter, self._exec_filter_path, self._cgroups,
+            self.settings.output_limit_bytes,
+        )
+
+    # -- execution ---------------------------------------------------------------------
+
+    def check_request(self, request: ExecutionRequest) -> tuple[int, int, Any]:
+        """Validate what the model cannot: limits, schema, JSON inputs (else InvalidRequest)."""
+        timeout_ms, memory_mb = self.settings.resolve_limits(request)
+        validator = compile_schema(request.output_schema) if request.output_schema else None
+        try:
+            json.dumps(request.inputs, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise InvalidRequest(f"inputs must be JSON values: {exc}") from None
+        return timeout_ms, memory_mb, validator
+
+    @property
+    def queue_depth(self) -> int:
+        return self._waiting
+
+    @property
+    def running(self) -> int:
+        return self._running
+
+    async def execute(self, request: ExecutionRequest) -> ExecutionResult:
+        """Run one snippet in a fresh jail; every outcome of the snippet is a result."""
+        if not self._started:
+            await self.start()
+        timeout_ms, memory_mb, validator = self.check_request(request)
+        assert self._slots is not None
+        if self._slots.locked() and self._waiting >= self.settings.queue_size:
+            raise Saturated(
+                f"{self._running} executions are running and {self._waiting} waiting; "
+                "retry shortly", retry_after=1.0,
+            )
+        self._waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self._waiting -= 1
+        self._running += 1
+        try:
+            result = await self._execute_in_worker(request, timeout_ms, memory_mb)
+        finally:
+            self._running -= 1
+            self._slots.release()
+        if result.ok and validator is not None:
+            problems = schema_problems(validator, result.result)
+            if problems:
+                result.ok = False
+                result.error = ErrorDetail(
+                    type=ErrorType.SCHEMA_ERROR,
+                    message="the result does not match output_schema:\n" + "\n".join(problems),
+                )
+        outcome = "ok" if result.ok else result.error.type.value  # type: ignore[union-attr]
+        self.outcomes[(request.language.value, outcome)] += 1
+        self.durations.append((request.language.value, result.duration_ms / 1000))
+        if len(self.durations) > 10_000:
+            del self.durations[:5_000]
+        return result
+
+    async def _execute_in_worker(
+        self, request: ExecutionRequest, timeout_ms: int, memory_mb: int
+    ) -> ExecutionResult:
+        started = time.perf_counter()
+        try:
+            worker = await self._pool(request.language, memory_mb).acquire()
+        except SandboxUnavailable as exc:
+            return ExecutionResult(
+                ok=False, language=request.language,
+                error=ErrorDetail(
+                    type=ErrorType.SANDBOX_ERROR,
+                    message=f"refusing to run: the sandbox cannot be set up ({exc})",
+                ),
+                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            )
+        try:
+            return await worker.execute(
+                request.code, request.inputs, timeout_ms, memory_mb,
+                self.settings.result_limit_bytes,
+            )
+        except asyncio.CancelledError:
+            await asyncio.shield(worker.kill())
+            raise
+        except Exception as exc:  # our fault, reported as such; the snippet is killed
+            log.exception("execution failed in the service")
+            with contextlib.suppress(Exception):
+                await worker.kill()
+            return ExecutionResult(
+                ok=False, language=request.language,
+                error=ErrorDetail(type=ErrorType.SANDBOX_ERROR, message=f"internal error: {exc}"),
+            )
+
+    def pool_stats(self) -> list[dict[str, Any]]:
+        """Size, ready, starting, spawned and failures of each pool (for metrics)."""
+        return [
+            {
+                "pool": p.name, "size": p.size, "ready": p.ready_count,
+                "starting": p.starting_count, "spawned": p.spawned,
+                "spawn_failures": p.spawn_failures, "replaced": p.replaced,
+            }
+            for p in self._pools.values()
+        ]

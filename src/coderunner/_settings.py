@@ -1,0 +1,92 @@
+"""Service settings as data: one table drives defaults, validation, CLI flags and docs."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._errors import InvalidRequest
+from ._models import ExecutionRequest
+
+MiB = 1024 * 1024
+
+
+def _setting(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Limits, pool sizes and server options; every field is also `CODERUNNER_<NAME>`."""
+
+    default_timeout_ms: int = _setting(5000, "Wall-clock limit when a request names none.")
+    max_timeout_ms: int = _setting(60_000, "Largest timeout_ms a request may ask for.")
+    default_memory_mb: int = _setting(256, "Memory limit when a request names none.")
+    max_memory_mb: int = _setting(2048, "Largest memory_mb a request may ask for.")
+    output_limit_bytes: int = _setting(MiB, "Cap on captured stdout and on stderr, each.")
+    result_limit_bytes: int = _setting(16 * MiB, "Largest encoded result (else output_limit).")
+    max_processes: int = _setting(16, "Processes and threads one execution may have.")
+    tmp_size_mb: int = _setting(16, "Size of the in-memory scratch /tmp of one execution.")
+    python_pool_size: int = _setting(4, "Pre-started jailed Python workers kept ready.")
+    javascript_pool_size: int = _setting(2, "Pre-started jailed JavaScript workers kept ready.")
+    max_concurrency: int = _setting(
+        max(2, 2 * (os.cpu_count() or 1)), "Executions running at once."
+    )
+    queue_size: int = _setting(64, "Executions that may wait for a slot before 429.")
+    max_body_bytes: int = _setting(32 * MiB, "Largest HTTP request body (else 413).")
+    agent_preview_chars: int = _setting(400, "Agent Mode: characters of each input shown.")
+    agent_timeout_s: float = _setting(120.0, "Agent Mode: time budget of one agent run.")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from `CODERUNNER_*` variables, then explicit overrides (not None)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(f"CODERUNNER_{f.name.upper()}")
+            if raw is not None:
+                try:
+                    values[f.name] = type(f.default)(raw)
+                except ValueError:
+                    raise InvalidRequest(
+                        f"CODERUNNER_{f.name.upper()}={raw!r} is not a valid "
+                        f"{type(f.default).__name__}"
+                    ) from None
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Refuse settings that contradict each other."""
+        for f in dataclasses.fields(self):
+            if getattr(self, f.name) < 0:
+                raise InvalidRequest(f"setting {f.name} must not be negative")
+        if self.default_timeout_ms > self.max_timeout_ms:
+            raise InvalidRequest("default_timeout_ms is larger than max_timeout_ms")
+        if self.default_memory_mb > self.max_memory_mb:
+            raise InvalidRequest("default_memory_mb is larger than max_memory_mb")
+        if self.max_concurrency < 1:
+            raise InvalidRequest("max_concurrency must be at least 1")
+
+    def resolve_limits(self, request: ExecutionRequest) -> tuple[int, int]:
+        """The (timeout_ms, memory_mb) a request runs with; above a maximum is refused."""
+        timeout_ms = request.timeout_ms or self.default_timeout_ms
+        memory_mb = request.memory_mb or self.default_memory_mb
+        if timeout_ms > self.max_timeout_ms:
+            raise InvalidRequest(
+                f"timeout_ms={timeout_ms} is above this server's maximum of {self.max_timeout_ms}"
+            )
+        if memory_mb > self.max_memory_mb:
+            raise InvalidRequest(
+                f"memory_mb={memory_mb} is above this server's maximum of {self.max_memory_mb}"
+            )
+        return timeout_ms, memory_mb
+
+
+def describe_settings() -> list[tuple[str, Any, str]]:
+    """(name, default, help) of every setting, for CLI help and docs."""
+    return [(f.name, f.default, f.metadata["help"]) for f in dataclasses.fields(Settings)]

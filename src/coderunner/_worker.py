@@ -1,0 +1,409 @@
+"""One pre-started jailed runtime process, used for exactly one execution.
+
+All of this runs in the service process (the host side); the code inside the jail is
+``runtimes/python_runner.py`` or ``runtimes/js_runner.mjs``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import logging
+import os
+import resource
+import shutil
+import signal
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ._cgroup import CgroupManager, CgroupSlot
+from ._errors import SandboxUnavailable
+from ._models import ErrorDetail, ErrorType, ExecutionResult, Language
+from ._policy import JAIL_DENO, JAIL_RUNNER_DIR, SandboxPolicy, bwrap_argv
+
+log = logging.getLogger("coderunner.worker")
+
+# Room for the header line on top of the largest result.
+_FRAME_OVERHEAD = 64 * 1024
+# Memory a warm runtime needs on top of the snippet's own (cgroup limits only).
+_RUNTIME_OVERHEAD_MB = {Language.PYTHON: 64, Language.JAVASCRIPT: 192}
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How to start one language's runner inside the jail."""
+
+    language: Language
+    command: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()
+    # Threads the runtime itself starts; they count against the process limit.
+    own_threads: int = 4
+
+    @classmethod
+    def python(cls, interpreter: str) -> Runtime:
+        # -I: isolated (no env vars, no user site); -S: no site-packages;
+        # -B: no .pyc writes; -u: unbuffered, so output before a kill is kept.
+        return cls(
+            Language.PYTHON,
+            (interpreter, "-I", "-S", "-B", "-u", f"{JAIL_RUNNER_DIR}/python_runner.py"),
+        )
+
+    @classmethod
+    def javascript(cls, memory_mb: int) -> Runtime:
+        # No --allow-* but the scratch /tmp and the result FIFO: Deno's permissions
+        # are a second wall behind the jail (no net, env, run, ffi, sys).
+        return cls(
+            Language.JAVASCRIPT,
+            (
+                JAIL_DENO, "run", "--no-prompt", "--no-config", "--no-lock", "--no-remote",
+                "--no-npm", "--allow-read=/tmp", "--allow-write=/tmp,/run/result",
+                f"--v8-flags=--max-old-space-size={memory_mb},--stack-size=2048",
+                f"{JAIL_RUNNER_DIR}/js_runner.mjs",
+            ),
+            env=(("DENO_DIR", "/tmp/.deno"), ("NO_COLOR", "1"), ("DENO_NO_UPDATE_CHECK", "1")),
+            own_threads=48,
+        )
+
+
+class WorkerState(enum.Enum):
+    """Lifecycle of a worker; it only moves forward."""
+
+    STARTING = "starting"  # bwrap spawned; the runner is importing its modules
+    READY = "ready"  # the runner waits for its job
+    RUNNING = "running"  # the job was sent
+    DONE = "done"  # result collected or killed; the jail is being torn down
+
+
+class _Capture:
+    """Reads a stream to EOF, keeping at most ``limit`` bytes."""
+
+    def __init__(self, reader: asyncio.StreamReader, limit: int) -> None:
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.truncated = False
+        self.limit = limit
+        self.task = asyncio.ensure_future(self._drain(reader))
+
+    async def _drain(self, reader: asyncio.StreamReader) -> None:
+        while True:
+            chunk = await reader.read(65536)
+            if not chunk:
+                return
+            room = self.limit - self.size
+            if room > 0:
+                self.chunks.append(chunk[:room])
+                self.size += min(room, len(chunk))
+            if len(chunk) > room:
+                self.truncated = True  # keep draining so the snippet never blocks
+
+    def data(self) -> bytes:
+        return b"".join(self.chunks)
+
+    def text(self) -> str:
+        return self.data().decode("utf-8", errors="replace")
+
+
+class Worker:
+    """A jailed runner started ahead of demand; ``execute`` may be called once."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        process: asyncio.subprocess.Process,
+        result_reader: asyncio.StreamReader,
+        result_keepalive: int,
+        workdir: str,
+        cgroup: CgroupSlot | None,
+        output_limit_bytes: int,
+        max_processes: int,
+    ) -> None:
+        self.runtime = runtime
+        self._max_processes = max_processes
+        self.process = process
+        self.state = WorkerState.STARTING
+        self._result = result_reader
+        self._keepalive: int | None = result_keepalive
+        self._workdir = workdir
+        self._cgroup = cgroup
+        self._stdout = _Capture(process.stdout, output_limit_bytes)  # type: ignore[arg-type]
+        self._stderr = _Capture(process.stderr, output_limit_bytes)  # type: ignore[arg-type]
+        self.started_at = time.monotonic()
+
+    # -- start ---------------------------------------------------------------------
+
+    @classmethod
+    async def spawn(
+        cls,
+        runtime: Runtime,
+        policy: SandboxPolicy,
+        jail_filter: bytes,
+        exec_filter_path: str,
+        cgroups: CgroupManager | None,
+        output_limit_bytes: int,
+    ) -> Worker:
+        """Start a jailed runner (called in the service process)."""
+        workdir = tempfile.mkdtemp(prefix="w-", dir=os.path.dirname(exec_filter_path))
+        fifo = os.path.join(workdir, "result")
+        os.mkfifo(fifo, 0o600)
+        # Our own write end keeps the FIFO from reading as EOF before the runner opens it.
+        read_fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        keepalive = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        seccomp_fd = os.memfd_create("coderunner-seccomp", 0)
+        os.write(seccomp_fd, jail_filter)
+        os.lseek(seccomp_fd, 0, os.SEEK_SET)
+        argv = bwrap_argv(
+            policy, list(runtime.command), seccomp_fd=seccomp_fd, result_fifo=fifo,
+            exec_filter=exec_filter_path, extra_env=runtime.env,
+        )
+        cgroup = cgroups.create(policy.max_processes + runtime.own_threads) if cgroups and cgroups.available else None
+        limits = [
+            (resource.RLIMIT_NOFILE, policy.max_open_files),
+            (resource.RLIMIT_FSIZE, policy.max_file_mb * 1024 * 1024),
+            (resource.RLIMIT_CORE, 0),
+        ]
+        join = cgroup.join_function() if cgroup else None
+
+        def in_child() -> None:  # runs in the forked child, before bwrap is exec'd
+            if join:
+                join()
+            for which, value in limits:
+                resource.setrlimit(which, (value, value))
+
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                pass_fds=(seccomp_fd,),
+                env={},  # bwrap's own environment shows in /proc/1/environ: keep it empty
+                start_new_session=True,
+                preexec_fn=in_child,
+            )
+        except OSError as exc:
+            for fd in (read_fd, keepalive):
+                os.close(fd)
+            shutil.rmtree(workdir, ignore_errors=True)
+            if cgroup:
+                cgroup.remove()
+            raise SandboxUnavailable(f"cannot start bubblewrap: {exc}") from exc
+        finally:
+            os.close(seccomp_fd)
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=2**31, loop=loop)
+        await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader, loop=loop), os.fdopen(read_fd, "rb", 0)
+        )
+        return cls(
+            runtime, process, reader, keepalive, workdir, cgroup, output_limit_bytes,
+            policy.max_processes,
+        )
+
+    async def wait_ready(self, timeout_s: float = 30.0) -> None:
+        """Wait for the runner's ready line; raise SandboxUnavailable if it never comes."""
+        try:
+            line = await asyncio.wait_for(self._result.readline(), timeout_s)
+        except (TimeoutError, asyncio.TimeoutError):
+            line = b""
+        finally:
+            if self._keepalive is not None:
+                os.close(self._keepalive)
+                self._keepalive = None
+        if line != b"ready\n":
+            await self.kill()
+            await asyncio.wait({self._stderr.task}, timeout=1)
+            detail = self._stderr.text().strip()[-2000:] or "no output"
+            raise SandboxUnavailable(
+                f"the {self.runtime.language.value} jail did not start "
+                f"(exit {self.process.returncode}): {detail}"
+            )
+        self.state = WorkerState.READY
+        # A second process-count wall beside the pids cgroup (effective where the jail's
+        # user is not root on the host; the kernel exempts root from RLIMIT_NPROC).
+        if True:
+            self._limit_descendants(
+                resource.RLIMIT_NPROC, self._max_processes + self.runtime.own_threads
+            )
+
+    def _limit_descendants(self, which: int, value: int) -> None:
+        for pid in _descendants(self.process.pid):
+            with contextlib.suppress(OSError):
+                resource.prlimit(pid, which, (value, value))
+
+    @property
+    def alive(self) -> bool:
+        return self.process.returncode is None
+
+    # -- run -------------------------------------------------------------------------
+
+    async def execute(
+        self, code: str, inputs: dict[str, Any], timeout_ms: int, memory_mb: int,
+        result_limit_bytes: int,
+    ) -> ExecutionResult:
+        """Send the job, wait for its result or the deadline, then tear the jail down."""
+        assert self.state is WorkerState.READY, self.state
+        self.state = WorkerState.RUNNING
+        language = self.runtime.language
+        if self._cgroup:
+            overhead = _RUNTIME_OVERHEAD_MB[language] + 16
+            self._cgroup.set_memory_limit((memory_mb + overhead) * 1024 * 1024)
+        if language is Language.JAVASCRIPT:
+            # V8's heap limit is the main wall; this caps ArrayBuffers and the rest.
+            self._limit_descendants(resource.RLIMIT_DATA, (memory_mb * 2 + 512) * 1024 * 1024)
+        job = json.dumps({
+            "code": code, "inputs": inputs, "memory_mb": memory_mb,
+            "result_limit_bytes": result_limit_bytes,
+        }, ensure_ascii=False).encode("utf-8", "surrogatepass")
+        started = time.perf_counter()
+        stdin = self.process.stdin
+        assert stdin is not None
+        result_task = asyncio.ensure_future(self._result.read(result_limit_bytes + _FRAME_OVERHEAD))
+        exit_task = asyncio.ensure_future(self.process.wait())
+        try:
+            stdin.write(job)
+            await stdin.drain()
+            stdin.close()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        timed_out = False
+        try:
+            await asyncio.wait_for(
+                asyncio.shield(_first_meaningful(result_task, exit_task)), timeout_ms / 1000
+            )
+        except (TimeoutError, asyncio.TimeoutError):
+            timed_out = True
+        duration_ms = (time.perf_counter() - started) * 1000
+        frame = result_task.result() if result_task.done() and not result_task.cancelled() else b""
+        await self.kill()
+        result_task.cancel()
+        exit_task.cancel()
+        await asyncio.wait({self._stdout.task, self._stderr.task}, timeout=2)
+        returncode = self.process.returncode
+        memory_hit = self._cgroup.memory_exceeded() if self._cgroup else False
+        result = ExecutionResult(
+            ok=False, language=language, duration_ms=round(duration_ms, 3),
+            stdout=self._stdout.text(), stderr=self._stderr.text(),
+            stdout_truncated=self._stdout.truncated, stderr_truncated=self._stderr.truncated,
+        )
+        if timed_out:
+            result.error = ErrorDetail(
+                type=ErrorType.TIMEOUT,
+                message=f"the snippet ran longer than its {timeout_ms} ms limit and was killed",
+            )
+            return result
+        self._interpret(result, frame, returncode, memory_hit, memory_mb, result_limit_bytes)
+        return result
+
+    def _interpret(
+        self, result: ExecutionResult, frame: bytes, returncode: int | None, memory_hit: bool,
+        memory_mb: int, result_limit_bytes: int,
+    ) -> None:
+        header_line, newline, body = frame.partition(b"\n")
+        header: dict[str, Any] | None = None
+        if newline:
+            with contextlib.suppress(ValueError):
+                header = json.loads(header_line)
+        if not isinstance(header, dict) or "ok" not in header:
+            result.error = self._no_result_error(
+                returncode, memory_hit, memory_mb, len(frame) > result_limit_bytes
+            )
+            return
+        if header["ok"] is True:
+            try:
+                result.result = json.loads(body)
+            except (ValueError, RecursionError):
+                result.error = ErrorDetail(
+                    type=ErrorType.SANDBOX_ERROR, message="the runner sent an unreadable result"
+                )
+                return
+            result.ok = True
+            return
+        try:
+            result.error = ErrorDetail.model_validate(header.get("error"))
+        except ValueError:
+            result.error = ErrorDetail(
+                type=ErrorType.SANDBOX_ERROR, message="the runner sent an unreadable error"
+            )
+        if result.error.type is ErrorType.SANDBOX_ERROR:  # only the host says that
+            result.error.type = ErrorType.RUNTIME_ERROR
+        if result.error.type is ErrorType.MEMORY_LIMIT:
+            result.error.message = f"the snippet went over its memory limit of {memory_mb} MB"
+
+    def _no_result_error(
+        self, returncode: int | None, memory_hit: bool, memory_mb: int, too_big: bool
+    ) -> ErrorDetail:
+        if too_big:
+            return ErrorDetail(type=ErrorType.OUTPUT_LIMIT, message="the result is too large")
+        # V8 dies with SIGTRAP (or SIGABRT) when its heap limit is reached.
+        v8_oom = self.runtime.language is Language.JAVASCRIPT and returncode in (
+            -signal.SIGTRAP, -signal.SIGABRT, 128 + signal.SIGTRAP, 128 + signal.SIGABRT,
+        )
+        if memory_hit or v8_oom:
+            return ErrorDetail(
+                type=ErrorType.MEMORY_LIMIT,
+                message=f"the snippet went over its memory limit of {memory_mb} MB and was killed",
+            )
+        how = (
+            f"was killed by signal {-returncode}" if returncode is not None and returncode < 0
+            else f"exited with status {returncode}"
+        )
+        return ErrorDetail(
+            type=ErrorType.RUNTIME_ERROR, name="Exit",
+            message=f"the snippet's process {how} before returning a result",
+        )
+
+    # -- teardown ----------------------------------------------------------------------
+
+    async def kill(self) -> None:
+        """Kill the jail (SIGKILL to bwrap tears the pid namespace down) and reap it."""
+        self.state = WorkerState.DONE
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGKILL)
+        if self._cgroup:
+            self._cgroup.kill_all()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.process.wait(), 5)
+        if self._keepalive is not None:
+            os.close(self._keepalive)
+            self._keepalive = None
+        shutil.rmtree(self._workdir, ignore_errors=True)
+        if self._cgroup:
+            for _ in range(50):
+                if self._cgroup.remove():
+                    break
+                self._cgroup.kill_all()
+                await asyncio.sleep(0.01)
+
+
+async def _first_meaningful(result_task: asyncio.Future, exit_task: asyncio.Future) -> None:
+    """Return once the runner closed its result channel or the jail exited."""
+    await asyncio.wait({result_task, exit_task}, return_when=asyncio.FIRST_COMPLETED)
+    if exit_task.done() and not result_task.done():
+        # The jail is gone; whatever reached the FIFO is all there is.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(result_task), 1)
+
+
+def _descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    queue = [pid]
+    while queue:
+        current = queue.pop()
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{current}/task/{tid}/children") as f:
+                    children = [int(c) for c in f.read().split()]
+            except OSError:
+                continue
+            found.extend(children)
+            queue.extend(children)
+    return found

@@ -1,0 +1,325 @@
+// Runs inside the jail under Deno with no permissions but /tmp and the result FIFO.
+// Protocol: the same as python_runner.py (ready line, job JSON on stdin, header line
+// and encoded result on /run/result).  One snippet, then exit.
+import { createRequire } from "node:module";
+import process from "node:process";
+
+const RESULT_PATH = "/run/result";
+const MODULE_PATH = "/tmp/.coderunner-snippet.mjs";
+const MODULE_URL = "file://" + MODULE_PATH;
+const MAX_DEPTH = 500;
+
+const realExit = Deno.exit.bind(Deno);
+const encoder = new TextEncoder();
+const resultFile = Deno.openSync(RESULT_PATH, { write: true });
+
+function writeAll(bytes) {
+  let offset = 0;
+  while (offset < bytes.length) offset += resultFile.writeSync(bytes.subarray(offset));
+}
+
+async function readStdin() {
+  const chunks = [];
+  for await (const chunk of Deno.stdin.readable) chunks.push(chunk);
+  return new TextDecoder().decode(await new Blob(chunks).arrayBuffer());
+}
+
+class ExitCalled extends Error {
+  constructor(how, code) {
+    super(`the snippet called ${how}(${code ?? ""}) instead of returning a value`);
+    this.name = "ExitCalled";
+  }
+}
+
+// ---- snippet conventions ---------------------------------------------------------------
+
+const MAIN_DECL = /(^|[^.\w$])(async\s+)?function\s*\*?\s*main\s*\(|(^|[^.\w$])(const|let|var)\s+main\s*=/m;
+const IMPORT_DECL = /^[ \t]*import\s*(?:[\w$*{}\s,]+?\s*from\s*)?["'][^"'\n]+["'][ \t]*;?/gm;
+
+function buildModule(code) {
+  if (MAIN_DECL.test(code)) {
+    return { source: code + "\n;export { main as __coderunner_main };\n", offset: 0, style: "function" };
+  }
+  const imports = [];
+  const body = code.replace(IMPORT_DECL, (text) => {
+    imports.push(text.trim().replace(/;?$/, ";"));
+    return text.replace(/[^\n]/g, " "); // keep every line and column where it was
+  });
+  const header = imports.join(" ") + " export default async function __coderunner_script(inputs) {";
+  return { source: header + "\n" + body + "\n}\n", offset: 1, style: "script" };
+}
+
+function stripComments(text) {
+  return text.replace(/\/\*[\s\S]*?\*\//g, " ").replace(/\/\/[^\n]*/g, " ");
+}
+
+// Parameter list of a function from its source: names, defaults, destructuring, rest.
+function parameters(fn) {
+  const src = stripComments(Function.prototype.toString.call(fn));
+  let start = src.indexOf("(");
+  const arrow = src.indexOf("=>");
+  if (arrow !== -1 && (start === -1 || arrow < start)) {
+    const name = src.slice(0, arrow).replace(/^\s*async\s+/, "").trim();
+    return [{ name, hasDefault: false, destructured: false, rest: false }];
+  }
+  let depth = 0, current = "", parts = [], quote = null;
+  for (let i = start + 1; i < src.length; i++) {
+    const ch = src[i];
+    if (quote) { current += ch; if (ch === quote && src[i - 1] !== "\\") quote = null; continue; }
+    if (ch === '"' || ch === "'" || ch === "`") { quote = ch; current += ch; continue; }
+    if ("([{".includes(ch)) depth++;
+    if (")]}".includes(ch)) { if (depth === 0) break; depth--; }
+    if (ch === "," && depth === 0) { parts.push(current); current = ""; continue; }
+    current += ch;
+  }
+  if (current.trim()) parts.push(current);
+  return parts.map((raw) => {
+    const text = raw.trim();
+    let eq = -1; depth = 0;
+    for (let i = 0; i < text.length; i++) {
+      const ch = text[i];
+      if ("([{".includes(ch)) depth++;
+      else if (")]}".includes(ch)) depth--;
+      else if (ch === "=" && depth === 0 && text[i + 1] !== ">") { eq = i; break; }
+    }
+    const target = (eq === -1 ? text : text.slice(0, eq)).trim();
+    return {
+      name: target.replace(/^\.\.\./, ""),
+      hasDefault: eq !== -1,
+      destructured: target.startsWith("{") || target.startsWith("["),
+      rest: target.startsWith("..."),
+    };
+  });
+}
+
+class InputProblem extends Error {}
+
+function bindInputs(fn, inputs) {
+  const params = parameters(fn);
+  if (params.length === 1 && params[0].destructured) return [inputs];
+  const args = [];
+  const missing = [];
+  for (const p of params) {
+    if (p.rest) break;
+    if (p.destructured) { args.push(inputs); continue; }
+    if (Object.hasOwn(inputs, p.name)) args.push(inputs[p.name]);
+    else if (p.hasDefault) args.push(undefined);
+    else { missing.push(p.name); args.push(undefined); }
+  }
+  if (missing.length) {
+    const given = Object.keys(inputs).sort().join(", ") || "none";
+    throw new InputProblem(
+      `main() needs input${missing.length > 1 ? "s" : ""} ${missing.map((m) => `'${m}'`).join(", ")} ` +
+      `that the request does not provide (inputs given: ${given})`);
+  }
+  return args;
+}
+
+// ---- results ---------------------------------------------------------------------------
+
+class SerializationProblem extends Error {
+  constructor(path, typeName, hint) {
+    super(`${path} is ${typeName}, which is not JSON: ${hint}`);
+    this.typeName = typeName;
+  }
+}
+
+const REFUSED = [
+  [Map, "convert it, e.g. Object.fromEntries(map)"],
+  [Set, "convert it to an array, e.g. [...set]"],
+  [WeakMap, "return plain data"],
+  [WeakSet, "return plain data"],
+  [RegExp, "return its source as a string"],
+  [Error, "return its message as a string"],
+  [Promise, "await it"],
+  [ArrayBuffer, "convert it, e.g. Array.from(new Uint8Array(buffer))"],
+  [DataView, "convert it to an array of numbers"],
+];
+
+function childPath(path, key) {
+  if (typeof key === "number") return `${path}[${key}]`;
+  return /^[A-Za-z_$][\w$]*$/.test(key) ? `${path}.${key}` : `${path}[${JSON.stringify(key)}]`;
+}
+
+function typeName(value) {
+  if (value === null) return "null";
+  if (typeof value !== "object") return typeof value;
+  return value.constructor?.name ?? "Object";
+}
+
+// What JSON.stringify would make of value, refusing whatever it would drop or alter.
+function toJson(value, path = "result", depth = 0, seen = new Set()) {
+  if (value === null || typeof value === "string" || typeof value === "boolean") return value;
+  if (typeof value === "number") {
+    if (Number.isFinite(value)) return value;
+    throw new SerializationProblem(path, String(value), "NaN and Infinity become null in JSON; return null or a string");
+  }
+  if (typeof value === "undefined") {
+    throw new SerializationProblem(path, "undefined", "JSON.stringify would drop it; use null");
+  }
+  if (typeof value === "bigint") throw new SerializationProblem(path, "BigInt", "convert it with String(value) or Number(value)");
+  if (typeof value === "function") throw new SerializationProblem(path, "a function", "call it, or return data");
+  if (typeof value === "symbol") throw new SerializationProblem(path, "a symbol", "return its description as a string");
+  if (depth >= MAX_DEPTH) throw new SerializationProblem(path, typeName(value), `the value is nested deeper than ${MAX_DEPTH} levels`);
+  if (seen.has(value)) throw new SerializationProblem(path, typeName(value), "the value contains itself (a cycle)");
+  if (typeof value.toJSON === "function") {
+    return toJson(value.toJSON(), path, depth + 1, seen);
+  }
+  for (const [cls, hint] of REFUSED) {
+    if (value instanceof cls) throw new SerializationProblem(path, typeName(value), hint);
+  }
+  if (ArrayBuffer.isView(value)) {
+    throw new SerializationProblem(path, typeName(value), "convert it to an array, e.g. Array.from(value)");
+  }
+  seen.add(value);
+  let out;
+  if (Array.isArray(value)) {
+    out = value.map((item, i) => toJson(item, childPath(path, i), depth + 1, seen));
+  } else {
+    out = {};
+    for (const key of Object.keys(value)) out[key] = toJson(value[key], childPath(path, key), depth + 1, seen);
+  }
+  seen.delete(value);
+  return out;
+}
+
+// ---- errors ----------------------------------------------------------------------------
+
+function snippetFrames(text, offset) {
+  const frames = [];
+  let line = null;
+  for (const raw of String(text ?? "").split("\n")) {
+    const m = raw.match(/file:\/\/\/tmp\/\.coderunner-snippet\.mjs:(\d+):(\d+)/);
+    if (!m) continue;
+    const l = Number(m[1]) - offset;
+    if (line === null) line = l;
+    frames.push(raw.replace(m[0], `<snippet>:${l}:${m[2]}`).replace(/Module\.|Object\./, ""));
+  }
+  return { frames, line };
+}
+
+function errorName(e) {
+  if (!(e instanceof Error)) return typeof e === "object" ? typeName(e) : "Error";
+  return e.name && e.name !== "Error" ? e.name : (e.constructor?.name ?? "Error");
+}
+
+function runtimeError(e, offset) {
+  const name = errorName(e);
+  const message = e instanceof Error ? e.message : String(e);
+  const { frames, line } = snippetFrames(e?.stack, offset);
+  const memory = e instanceof RangeError && /allocation failed|out of memory/i.test(message);
+  return {
+    type: memory ? "memory_limit" : "runtime_error",
+    name,
+    message: memory ? `the snippet went over its memory limit (${message})` : message,
+    line,
+    traceback: [`${name}: ${message}`, ...frames].join("\n"),
+  };
+}
+
+function syntaxError(e, offset) {
+  const text = String(e?.message ?? e);
+  const m = text.match(/\.coderunner-snippet\.mjs:(\d+):(\d+)/) ??
+    String(e?.stack ?? "").match(/\.coderunner-snippet\.mjs:(\d+):(\d+)/);
+  const firstLine = text.split("\n")[0].replace(/^(SyntaxError|TypeError): /, "");
+  const message = firstLine.replace(/ at file:\S+$/, "");
+  return {
+    type: "syntax_error",
+    name: "SyntaxError",
+    message,
+    line: m ? Math.max(1, Number(m[1]) - offset) : null,
+    traceback: `SyntaxError: ${message}`,
+  };
+}
+
+function isSyntaxError(e) {
+  return e instanceof SyntaxError || /^(SyntaxError|The module's source code could not be parsed)/.test(String(e?.message ?? ""));
+}
+
+// ---- the run -----------------------------------------------------------------------------
+
+async function run(job) {
+  const { source, offset, style } = buildModule(job.code);
+  Deno.writeTextFileSync(MODULE_PATH, source);
+  const inputs = job.inputs;
+  if (style === "script") {
+    for (const [name, value] of Object.entries(inputs)) {
+      if (/^[A-Za-z_$][\w$]*$/.test(name)) globalThis[name] = value;
+    }
+  }
+  let mod;
+  try {
+    mod = await import(MODULE_URL);
+  } catch (e) {
+    if (isSyntaxError(e) && !snippetFrames(e?.stack, offset).frames.length) {
+      return { ok: false, error: syntaxError(e, offset) };
+    }
+    return { ok: false, error: runtimeError(e, offset) };
+  } finally {
+    try { Deno.removeSync(MODULE_PATH); } catch { /* the snippet may have removed it */ }
+  }
+  let value;
+  try {
+    if (style === "function") {
+      const main = mod.__coderunner_main;
+      if (typeof main !== "function") {
+        return { ok: false, error: { type: "runtime_error", name: "TypeError", message: "main is not a function", line: null, traceback: null } };
+      }
+      let args;
+      try {
+        args = bindInputs(main, inputs);
+      } catch (e) {
+        if (e instanceof InputProblem) return { ok: false, error: { type: "input_error", name: null, message: e.message, line: null, traceback: null } };
+        throw e;
+      }
+      value = await main(...args);
+    } else {
+      value = await mod.default(inputs);
+    }
+  } catch (e) {
+    return { ok: false, error: runtimeError(e, offset) };
+  }
+  try {
+    return { ok: true, body: JSON.stringify(toJson(value === undefined ? null : value)) };
+  } catch (e) {
+    if (e instanceof SerializationProblem) {
+      return { ok: false, error: { type: "serialization_error", name: e.typeName, message: e.message, line: null, traceback: null } };
+    }
+    if (e instanceof RangeError) {
+      return { ok: false, error: { type: "serialization_error", name: "RangeError", message: `result cannot be encoded as JSON: ${e.message}`, line: null, traceback: null } };
+    }
+    return { ok: false, error: runtimeError(e, offset) };
+  }
+}
+
+// The snippet gets CommonJS require for Node built-ins, and exits become errors.
+globalThis.require = createRequire(import.meta.url);
+const exitAs = (how) => (code) => { throw new ExitCalled(how, code); };
+Deno.exit = exitAs("Deno.exit");
+process.exit = exitAs("process.exit");
+try { Object.defineProperty(process, "env", { value: {}, configurable: true }); } catch { /* keep Deno's */ }
+globalThis.addEventListener("unhandledrejection", (event) => event.preventDefault());
+globalThis.addEventListener("error", (event) => event.preventDefault());
+
+writeAll(encoder.encode("ready\n"));
+const job = JSON.parse(await readStdin());
+const header = await run(job);
+const body = header.body;
+delete header.body;
+let data = encoder.encode(JSON.stringify(header) + "\n");
+if (body !== undefined) {
+  const encoded = encoder.encode(body);
+  if (encoded.length > job.result_limit_bytes) {
+    data = encoder.encode(JSON.stringify({ ok: false, error: {
+      type: "output_limit", name: null, line: null, traceback: null,
+      message: `the result is ${encoded.length} bytes of JSON, above the limit of ${job.result_limit_bytes} bytes`,
+    } }) + "\n");
+  } else {
+    const joined = new Uint8Array(data.length + encoded.length);
+    joined.set(data); joined.set(encoded, data.length);
+    data = joined;
+  }
+}
+writeAll(data);
+resultFile.close();
+realExit(0);

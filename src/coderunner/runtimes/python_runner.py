@@ -1,0 +1,345 @@
+"""Runs inside the jail: one snippet, then exit.  Standard library only.
+
+Protocol with the host (coderunner._worker):
+  1. start, import the common standard library, refuse program starts (seccomp);
+  2. write b"ready\\n" to the result FIFO, then read the job (JSON) from stdin to EOF;
+  3. run the snippet, write one JSON header line to the result FIFO, followed by the
+     encoded result when the header says ``"ok": true``; exit.
+What the snippet prints goes to stdout/stderr, which the host captures separately.
+"""
+
+import ast
+import asyncio
+import base64
+import builtins
+import collections
+import csv
+import ctypes
+import dataclasses
+import datetime
+import decimal
+import functools
+import hashlib
+import hmac
+import inspect
+import io
+import itertools
+import json
+import linecache
+import math
+import os
+import random
+import re
+import resource
+import statistics
+import string
+import sys
+import textwrap
+import traceback
+import types
+import unicodedata
+import urllib.parse
+import uuid
+import zoneinfo
+
+SNIPPET = "<snippet>"
+RESULT_PATH = "/run/result"
+EXEC_FILTER_PATH = "/run/exec.bpf"
+MAX_DEPTH = 500
+_RESULT_NAME = "__coderunner_result__"
+
+# Keep the linters quiet about modules imported only to be warm for the snippet.
+_WARM = (base64, collections, csv, dataclasses, datetime, decimal, functools, hashlib, hmac,
+         io, itertools, math, random, statistics, string, textwrap, unicodedata, urllib, uuid,
+         zoneinfo)
+
+
+def refuse_program_starts() -> None:
+    """Load the second seccomp filter: execve/execveat answer EPERM from now on."""
+    with open(EXEC_FILTER_PATH, "rb") as f:
+        program = f.read()
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+
+    buf = ctypes.create_string_buffer(program, len(program))
+    fprog = SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_char_p))
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_seccomp, seccomp_mode_filter = 22, 2
+    if libc.prctl(pr_set_seccomp, seccomp_mode_filter, ctypes.byref(fprog), 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "could not load the exec filter")
+
+
+class SerializationProblem(Exception):
+    def __init__(self, path: str, type_name: str, hint: str) -> None:
+        super().__init__(path)
+        self.path, self.type_name, self.hint = path, type_name, hint
+
+
+_HINTS = [
+    ((datetime.datetime, datetime.date, datetime.time), "convert it with .isoformat()"),
+    ((set, frozenset), "convert it to a list, e.g. sorted(value) or list(value)"),
+    ((bytes, bytearray, memoryview), "decode it to str, or base64-encode it"),
+    ((decimal.Decimal,), "convert it to str (exact) or float"),
+    ((complex,), "return its parts, e.g. [z.real, z.imag]"),
+]
+
+
+def _child_path(path: str, key: object) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    if isinstance(key, str) and key.isidentifier():
+        return f"{path}.{key}"
+    return f"{path}[{json.dumps(key) if isinstance(key, str) else repr(key)}]"
+
+
+def check_json(value: object, path: str = "result", depth: int = 0, seen: tuple = ()) -> None:
+    """Raise SerializationProblem for anything json.dumps would refuse, drop or alter."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return
+        raise SerializationProblem(
+            path, "float " + repr(value), "NaN and infinities are not JSON; return None or a string"
+        )
+    if depth >= MAX_DEPTH:
+        raise SerializationProblem(
+            path, type(value).__name__, f"the value is nested deeper than {MAX_DEPTH} levels"
+        )
+    if isinstance(value, (list, tuple, dict)):
+        if id(value) in seen:
+            raise SerializationProblem(
+                path, type(value).__name__, "the value contains itself (a cycle)"
+            )
+        seen = (*seen, id(value))
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, (str, int, float, bool)) and key is not None:
+                    raise SerializationProblem(
+                        _child_path(path, key), f"{type(key).__name__} key",
+                        "JSON object keys must be strings",
+                    )
+                check_json(item, _child_path(path, key), depth + 1, seen)
+        else:
+            for index, item in enumerate(value):
+                check_json(item, _child_path(path, index), depth + 1, seen)
+        return
+    for types_, hint in _HINTS:
+        if isinstance(value, types_):
+            raise SerializationProblem(path, type(value).__name__, hint)
+    raise SerializationProblem(
+        path, type(value).__name__,
+        "return plain data: dict, list, str, int, float, bool or None "
+        "(e.g. dataclasses.asdict(obj) or vars(obj))",
+    )
+
+
+def _filter_frames(te: traceback.TracebackException) -> None:
+    while te is not None:
+        te.stack = traceback.StackSummary.from_list(
+            [f for f in te.stack if f.filename == SNIPPET]
+        )
+        for frame in te.stack:
+            frame.lineno = frame.lineno  # keep the summary's own fields
+        te = te.__cause__ or te.__context__  # type: ignore[assignment]
+
+
+def error_from_exception(exc: BaseException, code_lines: int) -> dict:
+    tb = exc.__traceback__
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == SNIPPET:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    te = traceback.TracebackException(type(exc), exc, exc.__traceback__, compact=True)
+    _filter_frames(te)
+    text = "".join(te.format())
+    return {
+        "type": "runtime_error",
+        "name": type(exc).__name__,
+        "message": str(exc) or type(exc).__name__,
+        "line": line,
+        "traceback": text,
+    }
+
+
+def compile_snippet(code: str) -> types.CodeType:
+    """Compile; a final expression statement becomes the result (notebook style)."""
+    tree = ast.parse(code, SNIPPET, "exec")
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = tree.body[-1]
+        assign = ast.Assign(targets=[ast.Name(_RESULT_NAME, ast.Store())], value=last.value)
+        tree.body[-1] = ast.copy_location(assign, last)
+        ast.fix_missing_locations(tree)
+    return compile(tree, SNIPPET, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT,
+                   dont_inherit=True)
+
+
+class InputProblem(Exception):
+    pass
+
+
+def bind_inputs(main: object, inputs: dict) -> tuple[list, dict]:
+    """Bind inputs to main's parameters by name; defaults apply; **kwargs takes the rest."""
+    try:
+        signature = inspect.signature(main)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return [], dict(inputs)
+    args: list = []
+    kwargs: dict = {}
+    used: set = set()
+    var_kw = False
+    missing = []
+    for p in signature.parameters.values():
+        if p.kind is p.VAR_KEYWORD:
+            var_kw = True
+            continue
+        if p.kind is p.VAR_POSITIONAL:
+            continue
+        if p.name in inputs:
+            used.add(p.name)
+            if p.kind is p.POSITIONAL_ONLY:
+                args.append(inputs[p.name])
+            else:
+                kwargs[p.name] = inputs[p.name]
+        elif p.default is p.empty:
+            missing.append(p.name)
+    if missing:
+        given = ", ".join(sorted(inputs)) or "none"
+        names = ", ".join(repr(m) for m in missing)
+        raise InputProblem(
+            f"main() needs input{'s' if len(missing) > 1 else ''} {names} "
+            f"that the request does not provide (inputs given: {given})"
+        )
+    if var_kw:
+        kwargs.update({k: v for k, v in inputs.items() if k not in used})
+    return args, kwargs
+
+
+def _run_awaitable(value: object) -> object:
+    if inspect.isawaitable(value):
+        return asyncio.run(_await(value))
+    return value
+
+
+async def _await(value):  # type: ignore[no-untyped-def]
+    return await value
+
+
+def run_snippet(code: str, inputs: dict) -> dict:
+    """Run one snippet; returns the header dict (and sets 'body' when ok)."""
+    linecache.cache[SNIPPET] = (len(code), None, code.splitlines(True), SNIPPET)
+    try:
+        compiled = compile_snippet(code)
+    except SyntaxError as exc:
+        return {"ok": False, "error": {
+            "type": "syntax_error", "name": type(exc).__name__,
+            "message": exc.msg or str(exc), "line": exc.lineno,
+            "traceback": "".join(traceback.format_exception_only(type(exc), exc)),
+        }}
+    except (ValueError, RecursionError, MemoryError) as exc:  # e.g. null bytes, absurd nesting
+        return {"ok": False, "error": {
+            "type": "syntax_error", "name": type(exc).__name__, "message": str(exc),
+            "line": None, "traceback": None,
+        }}
+    namespace = {"__name__": "snippet", "__builtins__": builtins, "inputs": inputs}
+    namespace.update({k: v for k, v in inputs.items() if k.isidentifier()})
+    main_line = None
+    try:
+        _run_awaitable(eval(compiled, namespace))
+        main = namespace.get("main")
+        if callable(main):
+            main_line = getattr(getattr(main, "__code__", None), "co_firstlineno", None)
+            args, kwargs = bind_inputs(main, inputs)
+            value = _run_awaitable(main(*args, **kwargs))
+        else:
+            value = namespace.get(_RESULT_NAME)
+    except InputProblem as exc:
+        return {"ok": False, "error": {
+            "type": "input_error", "name": None, "message": str(exc), "line": main_line,
+            "traceback": None,
+        }}
+    except MemoryError:
+        return {"ok": False, "error": {
+            "type": "memory_limit", "name": "MemoryError",
+            "message": "the snippet went over its memory limit", "line": None,
+            "traceback": None,
+        }}
+    except SystemExit as exc:
+        error = error_from_exception(exc, 0)
+        error["message"] = (
+            f"the snippet called sys.exit({exc.code!r}) instead of returning a value"
+        )
+        return {"ok": False, "error": error}
+    except BaseException as exc:  # noqa: BLE001 - every exception of the snippet is a result
+        return {"ok": False, "error": error_from_exception(exc, 0)}
+    try:
+        check_json(value)
+        body = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    except SerializationProblem as p:
+        return {"ok": False, "error": {
+            "type": "serialization_error", "name": p.type_name,
+            "message": f"{p.path} is {p.type_name}, which is not JSON: {p.hint}",
+            "line": None, "traceback": None,
+        }}
+    except (ValueError, TypeError, RecursionError) as exc:
+        return {"ok": False, "error": {
+            "type": "serialization_error", "name": type(exc).__name__,
+            "message": f"result cannot be encoded as JSON: {exc}", "line": None,
+            "traceback": None,
+        }}
+    except MemoryError:
+        return {"ok": False, "error": {
+            "type": "memory_limit", "name": "MemoryError",
+            "message": "the result did not fit in the memory limit", "line": None,
+            "traceback": None,
+        }}
+    return {"ok": True, "body": body}
+
+
+def _vm_size_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def main() -> None:
+    refuse_program_starts()
+    result_fd = os.open(RESULT_PATH, os.O_WRONLY)
+    os.write(result_fd, b"ready\n")
+    job = json.loads(sys.stdin.buffer.read())
+    null = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    # "The snippet's memory": what it allocates on top of the warm runner.
+    limit = _vm_size_bytes() + job["memory_mb"] * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    header = run_snippet(job["code"], job["inputs"])
+    body = header.pop("body", None)
+    data = json.dumps(header).encode() + b"\n"
+    if body is not None:
+        try:
+            encoded = body.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: let JSON escape them
+            encoded = json.dumps(json.loads(body), separators=(",", ":")).encode()
+        if len(encoded) > job["result_limit_bytes"]:
+            data = json.dumps({"ok": False, "error": {
+                "type": "output_limit", "name": None,
+                "message": f"the result is {len(encoded)} bytes of JSON, above the limit of "
+                           f"{job['result_limit_bytes']} bytes",
+                "line": None, "traceback": None,
+            }}).encode() + b"\n"
+        else:
+            data += encoded
+    view = memoryview(data)
+    while view:
+        view = view[os.write(result_fd, view):]
+    os.close(result_fd)
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
