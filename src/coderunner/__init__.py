@@ -1,8 +1,8 @@
 """Code Runner: run short untrusted Python and JavaScript snippets in a jail, get JSON back.
 
-    >>> import coderunner
-    >>> coderunner.run("def main(x, y):\n    return x * y", inputs={"x": 6, "y": 7}).result
-    42
+>>> import coderunner
+>>> coderunner.run("def main(x, y):\n    return x * y", inputs={"x": 6, "y": 7}).result
+42
 """
 
 from ._api import arun, run

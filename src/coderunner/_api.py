@@ -47,12 +47,20 @@ _shared = _BackgroundEngine()
 
 
 def _request(
-    code: str, language: Language | str, inputs: dict[str, Any] | None, timeout_ms: int | None,
-    memory_mb: int | None, output_schema: dict[str, Any] | None,
+    code: str,
+    language: Language | str,
+    inputs: dict[str, Any] | None,
+    timeout_ms: int | None,
+    memory_mb: int | None,
+    output_schema: dict[str, Any] | None,
 ) -> ExecutionRequest:
     return ExecutionRequest(
-        language=Language(language), code=code, inputs=inputs or {}, timeout_ms=timeout_ms,
-        memory_mb=memory_mb, output_schema=output_schema,
+        language=Language(language),
+        code=code,
+        inputs=inputs or {},
+        timeout_ms=timeout_ms,
+        memory_mb=memory_mb,
+        output_schema=output_schema,
     )
 
 

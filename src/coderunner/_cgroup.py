@@ -32,7 +32,7 @@ def _mounts() -> dict[str, str]:
     found: dict[str, str] = {}
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         left, _, right = line.partition(" - ")
-        fstype, _source, options = (right.split() + ["", "", ""])[:3]
+        fstype, _source, options = [*right.split(), "", "", ""][:3]
         mount_point = left.split()[4]
         if fstype == "cgroup2":
             found.setdefault("", mount_point)

@@ -14,7 +14,7 @@ from collections import Counter
 from typing import Any
 
 from ._cgroup import CgroupManager
-from ._errors import InvalidRequest, Saturated, SandboxUnavailable
+from ._errors import InvalidRequest, SandboxUnavailable, Saturated
 from ._models import ErrorDetail, ErrorType, ExecutionRequest, ExecutionResult, Language
 from ._policy import SandboxPolicy, build_policy, python_runtime_paths
 from ._pool import WorkerPool
@@ -31,13 +31,17 @@ class Engine:
 
     Args:
         settings: limits, pool sizes and concurrency; `Settings.from_env()` if omitted.
+        warm: the languages whose pools start warming at once (default: all).
 
     Use as ``async with Engine() as engine: await engine.execute(request)``.  Pools warm
     up in the background from `start()`; an early request waits for its worker.
     """
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(
+        self, settings: Settings | None = None, *, warm: tuple[Language, ...] | None = None
+    ) -> None:
         self.settings = settings or Settings.from_env()
+        self._warm = tuple(Language) if warm is None else warm
         self.policy: SandboxPolicy | None = None
         self._pools: dict[tuple[Language, int], WorkerPool] = {}
         self._statedir: str | None = None
@@ -73,8 +77,8 @@ class Engine:
             log.warning("cgroups unavailable (%s); rlimits only", self._cgroups.problem)
         self._slots = asyncio.Semaphore(s.max_concurrency)
         self._started = True
-        self._pool(Language.PYTHON, s.default_memory_mb).fill()
-        self._pool(Language.JAVASCRIPT, s.default_memory_mb).fill()
+        for language in self._warm:
+            self._pool(language, s.default_memory_mb).fill()
 
     async def aclose(self) -> None:
         """Kill idle workers and remove the engine's files and cgroups."""
@@ -108,8 +112,11 @@ class Engine:
         if pool is None:
             default = memory_mb == self.settings.default_memory_mb
             size = (
-                self.settings.python_pool_size if language is Language.PYTHON
-                else self.settings.javascript_pool_size if default else 1
+                self.settings.python_pool_size
+                if language is Language.PYTHON
+                else self.settings.javascript_pool_size
+                if default
+                else 1
             )
             runtime = self._runtime(language, memory_mb)
             pool = WorkerPool(f"{language.value}-{key[1]}", lambda: self._spawn(runtime), size)
@@ -119,7 +126,11 @@ class Engine:
     async def _spawn(self, runtime: Runtime) -> Worker:
         assert self.policy is not None
         return await Worker.spawn(
-            runtime, self.policy, self._jail_filter, self._exec_filter_path, self._cgroups,
+            runtime,
+            self.policy,
+            self._jail_filter,
+            self._exec_filter_path,
+            self._cgroups,
             self.settings.output_limit_bytes,
         )
 
@@ -152,7 +163,8 @@ class Engine:
         if self._slots.locked() and self._waiting >= self.settings.queue_size:
             raise Saturated(
                 f"{self._running} executions are running and {self._waiting} waiting; "
-                "retry shortly", retry_after=1.0,
+                "retry shortly",
+                retry_after=1.0,
             )
         self._waiting += 1
         try:
@@ -188,7 +200,8 @@ class Engine:
             worker = await self._pool(request.language, memory_mb).acquire()
         except SandboxUnavailable as exc:
             return ExecutionResult(
-                ok=False, language=request.language,
+                ok=False,
+                language=request.language,
                 error=ErrorDetail(
                     type=ErrorType.SANDBOX_ERROR,
                     message=f"refusing to run: the sandbox cannot be set up ({exc})",
@@ -197,7 +210,10 @@ class Engine:
             )
         try:
             return await worker.execute(
-                request.code, request.inputs, timeout_ms, memory_mb,
+                request.code,
+                request.inputs,
+                timeout_ms,
+                memory_mb,
                 self.settings.result_limit_bytes,
             )
         except asyncio.CancelledError:
@@ -208,7 +224,8 @@ class Engine:
             with contextlib.suppress(Exception):
                 await worker.kill()
             return ExecutionResult(
-                ok=False, language=request.language,
+                ok=False,
+                language=request.language,
                 error=ErrorDetail(type=ErrorType.SANDBOX_ERROR, message=f"internal error: {exc}"),
             )
 
@@ -216,9 +233,13 @@ class Engine:
         """Size, ready, starting, spawned and failures of each pool (for metrics)."""
         return [
             {
-                "pool": p.name, "size": p.size, "ready": p.ready_count,
-                "starting": p.starting_count, "spawned": p.spawned,
-                "spawn_failures": p.spawn_failures, "replaced": p.replaced,
+                "pool": p.name,
+                "size": p.size,
+                "ready": p.ready_count,
+                "starting": p.starting_count,
+                "spawned": p.spawned,
+                "spawn_failures": p.spawn_failures,
+                "replaced": p.replaced,
             }
             for p in self._pools.values()
         ]

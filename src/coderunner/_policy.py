@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import sysconfig
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 # Syscalls a snippet never needs, refused with EPERM by the seccomp filter.  The jail
@@ -19,19 +19,63 @@ from pathlib import Path
 # without privileges (io_uring, userfaultfd, bpf, perf_event_open, keyctl).
 DENIED_SYSCALLS: tuple[str, ...] = (
     # changing the file-system view or namespaces
-    "mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "open_tree",
-    "move_mount", "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "unshare",
+    "setns",
+    "open_tree",
+    "move_mount",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "mount_setattr",
     # looking into or controlling other processes
-    "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "kcmp",
+    "pidfd_getfd",
     # kernel surface with a history of privilege escalations
-    "bpf", "perf_event_open", "userfaultfd", "keyctl", "add_key", "request_key",
-    "io_uring_setup", "io_uring_enter", "io_uring_register",
-    "open_by_handle_at", "name_to_handle_at", "fanotify_init", "lookup_dcookie",
+    "bpf",
+    "perf_event_open",
+    "userfaultfd",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "fanotify_init",
+    "lookup_dcookie",
     # the machine itself
-    "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
-    "reboot", "swapon", "swapoff", "acct", "quotactl", "syslog", "vhangup",
-    "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "iopl", "ioperm",
-    "personality", "uselib", "nfsservctl", "sethostname", "setdomainname",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "acct",
+    "quotactl",
+    "syslog",
+    "vhangup",
+    "settimeofday",
+    "clock_settime",
+    "clock_adjtime",
+    "adjtimex",
+    "iopl",
+    "ioperm",
+    "personality",
+    "uselib",
+    "nfsservctl",
+    "sethostname",
+    "setdomainname",
 )
 
 # clone3 takes its flags in a struct the filter cannot read, so it answers ENOSYS and
@@ -72,7 +116,12 @@ class SandboxPolicy:
     denied_syscalls: tuple[str, ...] = DENIED_SYSCALLS
     uid: int = 65534  # "nobody" inside the user namespace
     hostname: str = "sandbox"
-    env: tuple[tuple[str, str], ...] = (("LANG", "C.UTF-8"), ("HOME", "/tmp"), ("PATH", "/nonexistent"))
+    # The whole environment of the jail: nothing of the host's.
+    env: tuple[tuple[str, str], ...] = (
+        ("LANG", "C.UTF-8"),
+        ("HOME", "/tmp"),
+        ("PATH", "/nonexistent"),
+    )
 
 
 def _real(path: str) -> str:
@@ -108,7 +157,8 @@ def python_runtime_paths() -> tuple[str, list[Mount], list[str]]:
     stdlib = sysconfig.get_paths()["stdlib"]
     mounts.append(Mount(_real(stdlib), stdlib))
     masked = [
-        p for p in (os.path.join(stdlib, "site-packages"), os.path.join(stdlib, "dist-packages"))
+        p
+        for p in (os.path.join(stdlib, "site-packages"), os.path.join(stdlib, "dist-packages"))
         if os.path.isdir(p)
     ]
     return executable, mounts, masked
@@ -160,32 +210,57 @@ def bwrap_argv(
     """The bubblewrap command line for one jailed process (pure; no code or inputs in it)."""
     argv = [
         "bwrap",
-        "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc",
-        "--unshare-uts", "--unshare-cgroup-try",
+        "--unshare-user",
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
         "--disable-userns",  # no nested user namespaces (else a fresh set of capabilities)
-        "--uid", str(policy.uid), "--gid", str(policy.uid),
-        "--hostname", policy.hostname,
+        "--uid",
+        str(policy.uid),
+        "--gid",
+        str(policy.uid),
+        "--hostname",
+        policy.hostname,
         "--die-with-parent",  # killing bwrap kills the pid namespace and all in it
         "--new-session",  # no TIOCSTI into a terminal of the host
-        "--cap-drop", "ALL",
+        "--cap-drop",
+        "ALL",
         "--clearenv",
     ]
     for key, value in (*policy.env, *extra_env):
         argv += ["--setenv", key, value]
     for m in policy.mounts:
-        argv += ["--symlink", m.source, m.target] if m.symlink else ["--ro-bind", m.source, m.target]
+        kind = "--symlink" if m.symlink else "--ro-bind"
+        argv += [kind, m.source, m.target]
     for path in policy.masked:
         argv += ["--tmpfs", path, "--remount-ro", path]
     argv += [
-        "--proc", "/proc",
-        "--dev", "/dev",
-        "--size", str(policy.tmp_size_mb * 1024 * 1024), "--perms", "1777", "--tmpfs", "/tmp",
-        "--dir", "/run",
-        "--bind", result_fifo, JAIL_RESULT,
-        "--ro-bind", exec_filter, JAIL_EXEC_FILTER,
-        "--remount-ro", "/",
-        "--seccomp", str(seccomp_fd),
-        "--chdir", "/tmp",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--size",
+        str(policy.tmp_size_mb * 1024 * 1024),
+        "--perms",
+        "1777",
+        "--tmpfs",
+        "/tmp",
+        "--dir",
+        "/run",
+        "--bind",
+        result_fifo,
+        JAIL_RESULT,
+        "--ro-bind",
+        exec_filter,
+        JAIL_EXEC_FILTER,
+        "--remount-ro",
+        "/",
+        "--seccomp",
+        str(seccomp_fd),
+        "--chdir",
+        "/tmp",
         "--",
         *command,
     ]

@@ -75,8 +75,9 @@ class WorkerPool:
             if item.alive:
                 return item
             self.replaced += 1
-            log.warning("pool %s: worker pid %s died while idle; replaced",
-                        self.name, item.process.pid)
+            log.warning(
+                "pool %s: worker pid %s died while idle; replaced", self.name, item.process.pid
+            )
             await item.kill()
 
     async def close(self) -> None:

@@ -16,7 +16,9 @@ def compile_schema(schema: dict[str, Any]) -> Draft202012Validator:
         Draft202012Validator.check_schema(schema)
     except jsonschema.SchemaError as exc:
         where = "/".join(str(p) for p in exc.path) or "(root)"
-        raise InvalidRequest(f"output_schema is not a valid JSON Schema at {where}: {exc.message}")
+        raise InvalidRequest(
+            f"output_schema is not a valid JSON Schema at {where}: {exc.message}"
+        ) from None
     return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 

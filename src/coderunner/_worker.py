@@ -59,8 +59,15 @@ class Runtime:
         return cls(
             Language.JAVASCRIPT,
             (
-                JAIL_DENO, "run", "--no-prompt", "--no-config", "--no-lock", "--no-remote",
-                "--no-npm", "--allow-read=/tmp", "--allow-write=/tmp,/run/result",
+                JAIL_DENO,
+                "run",
+                "--no-prompt",
+                "--no-config",
+                "--no-lock",
+                "--no-remote",
+                "--no-npm",
+                "--allow-read=/tmp",
+                "--allow-write=/tmp,/run/result",
                 f"--v8-flags=--max-old-space-size={memory_mb},--stack-size=2048",
                 f"{JAIL_RUNNER_DIR}/js_runner.mjs",
             ),
@@ -156,10 +163,16 @@ class Worker:
         os.write(seccomp_fd, jail_filter)
         os.lseek(seccomp_fd, 0, os.SEEK_SET)
         argv = bwrap_argv(
-            policy, list(runtime.command), seccomp_fd=seccomp_fd, result_fifo=fifo,
-            exec_filter=exec_filter_path, extra_env=runtime.env,
+            policy,
+            list(runtime.command),
+            seccomp_fd=seccomp_fd,
+            result_fifo=fifo,
+            exec_filter=exec_filter_path,
+            extra_env=runtime.env,
         )
-        cgroup = cgroups.create(policy.max_processes + runtime.own_threads) if cgroups and cgroups.available else None
+        cgroup = None
+        if cgroups and cgroups.available:
+            cgroup = cgroups.create(policy.max_processes + runtime.own_threads)
         limits = [
             (resource.RLIMIT_NOFILE, policy.max_open_files),
             (resource.RLIMIT_FSIZE, policy.max_file_mb * 1024 * 1024),
@@ -199,7 +212,13 @@ class Worker:
             lambda: asyncio.StreamReaderProtocol(reader, loop=loop), os.fdopen(read_fd, "rb", 0)
         )
         return cls(
-            runtime, process, reader, keepalive, workdir, cgroup, output_limit_bytes,
+            runtime,
+            process,
+            reader,
+            keepalive,
+            workdir,
+            cgroup,
+            output_limit_bytes,
             policy.max_processes,
         )
 
@@ -207,7 +226,7 @@ class Worker:
         """Wait for the runner's ready line; raise SandboxUnavailable if it never comes."""
         try:
             line = await asyncio.wait_for(self._result.readline(), timeout_s)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             line = b""
         finally:
             if self._keepalive is not None:
@@ -241,7 +260,11 @@ class Worker:
     # -- run -------------------------------------------------------------------------
 
     async def execute(
-        self, code: str, inputs: dict[str, Any], timeout_ms: int, memory_mb: int,
+        self,
+        code: str,
+        inputs: dict[str, Any],
+        timeout_ms: int,
+        memory_mb: int,
         result_limit_bytes: int,
     ) -> ExecutionResult:
         """Send the job, wait for its result or the deadline, then tear the jail down."""
@@ -254,10 +277,15 @@ class Worker:
         if language is Language.JAVASCRIPT:
             # V8's heap limit is the main wall; this caps ArrayBuffers and the rest.
             self._limit_descendants(resource.RLIMIT_DATA, (memory_mb * 2 + 512) * 1024 * 1024)
-        job = json.dumps({
-            "code": code, "inputs": inputs, "memory_mb": memory_mb,
-            "result_limit_bytes": result_limit_bytes,
-        }, ensure_ascii=False).encode("utf-8", "surrogatepass")
+        job = json.dumps(
+            {
+                "code": code,
+                "inputs": inputs,
+                "memory_mb": memory_mb,
+                "result_limit_bytes": result_limit_bytes,
+            },
+            ensure_ascii=False,
+        ).encode("utf-8", "surrogatepass")
         started = time.perf_counter()
         stdin = self.process.stdin
         assert stdin is not None
@@ -274,7 +302,7 @@ class Worker:
             await asyncio.wait_for(
                 asyncio.shield(_first_meaningful(result_task, exit_task)), timeout_ms / 1000
             )
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             timed_out = True
         duration_ms = (time.perf_counter() - started) * 1000
         frame = result_task.result() if result_task.done() and not result_task.cancelled() else b""
@@ -285,9 +313,13 @@ class Worker:
         returncode = self.process.returncode
         memory_hit = self._cgroup.memory_exceeded() if self._cgroup else False
         result = ExecutionResult(
-            ok=False, language=language, duration_ms=round(duration_ms, 3),
-            stdout=self._stdout.text(), stderr=self._stderr.text(),
-            stdout_truncated=self._stdout.truncated, stderr_truncated=self._stderr.truncated,
+            ok=False,
+            language=language,
+            duration_ms=round(duration_ms, 3),
+            stdout=self._stdout.text(),
+            stderr=self._stderr.text(),
+            stdout_truncated=self._stdout.truncated,
+            stderr_truncated=self._stderr.truncated,
         )
         if timed_out:
             result.error = ErrorDetail(
@@ -299,8 +331,13 @@ class Worker:
         return result
 
     def _interpret(
-        self, result: ExecutionResult, frame: bytes, returncode: int | None, memory_hit: bool,
-        memory_mb: int, result_limit_bytes: int,
+        self,
+        result: ExecutionResult,
+        frame: bytes,
+        returncode: int | None,
+        memory_hit: bool,
+        memory_mb: int,
+        result_limit_bytes: int,
     ) -> None:
         header_line, newline, body = frame.partition(b"\n")
         header: dict[str, Any] | None = None
@@ -340,7 +377,10 @@ class Worker:
             return ErrorDetail(type=ErrorType.OUTPUT_LIMIT, message="the result is too large")
         # V8 dies with SIGTRAP (or SIGABRT) when its heap limit is reached.
         v8_oom = self.runtime.language is Language.JAVASCRIPT and returncode in (
-            -signal.SIGTRAP, -signal.SIGABRT, 128 + signal.SIGTRAP, 128 + signal.SIGABRT,
+            -signal.SIGTRAP,
+            -signal.SIGABRT,
+            128 + signal.SIGTRAP,
+            128 + signal.SIGABRT,
         )
         if memory_hit or v8_oom:
             return ErrorDetail(
@@ -348,11 +388,13 @@ class Worker:
                 message=f"the snippet went over its memory limit of {memory_mb} MB and was killed",
             )
         how = (
-            f"was killed by signal {-returncode}" if returncode is not None and returncode < 0
+            f"was killed by signal {-returncode}"
+            if returncode is not None and returncode < 0
             else f"exited with status {returncode}"
         )
         return ErrorDetail(
-            type=ErrorType.RUNTIME_ERROR, name="Exit",
+            type=ErrorType.RUNTIME_ERROR,
+            name="Exit",
             message=f"the snippet's process {how} before returning a result",
         )
 

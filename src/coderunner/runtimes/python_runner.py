@@ -29,7 +29,6 @@ import linecache
 import math
 import os
 import random
-import re
 import resource
 import statistics
 import string
@@ -49,9 +48,28 @@ MAX_DEPTH = 500
 _RESULT_NAME = "__coderunner_result__"
 
 # Keep the linters quiet about modules imported only to be warm for the snippet.
-_WARM = (base64, collections, csv, dataclasses, datetime, decimal, functools, hashlib, hmac,
-         io, itertools, math, random, statistics, string, textwrap, unicodedata, urllib, uuid,
-         zoneinfo)
+_WARM = (
+    base64,
+    collections,
+    csv,
+    dataclasses,
+    datetime,
+    decimal,
+    functools,
+    hashlib,
+    hmac,
+    io,
+    itertools,
+    math,
+    random,
+    statistics,
+    string,
+    textwrap,
+    unicodedata,
+    urllib,
+    uuid,
+    zoneinfo,
+)
 
 
 def refuse_program_starts() -> None:
@@ -117,7 +135,8 @@ def check_json(value: object, path: str = "result", depth: int = 0, seen: tuple 
             for key, item in value.items():
                 if not isinstance(key, (str, int, float, bool)) and key is not None:
                     raise SerializationProblem(
-                        _child_path(path, key), f"{type(key).__name__} key",
+                        _child_path(path, key),
+                        f"{type(key).__name__} key",
                         "JSON object keys must be strings",
                     )
                 check_json(item, _child_path(path, key), depth + 1, seen)
@@ -129,7 +148,8 @@ def check_json(value: object, path: str = "result", depth: int = 0, seen: tuple 
         if isinstance(value, types_):
             raise SerializationProblem(path, type(value).__name__, hint)
     raise SerializationProblem(
-        path, type(value).__name__,
+        path,
+        type(value).__name__,
         "return plain data: dict, list, str, int, float, bool or None "
         "(e.g. dataclasses.asdict(obj) or vars(obj))",
     )
@@ -137,9 +157,7 @@ def check_json(value: object, path: str = "result", depth: int = 0, seen: tuple 
 
 def _filter_frames(te: traceback.TracebackException) -> None:
     while te is not None:
-        te.stack = traceback.StackSummary.from_list(
-            [f for f in te.stack if f.filename == SNIPPET]
-        )
+        te.stack = traceback.StackSummary.from_list([f for f in te.stack if f.filename == SNIPPET])
         for frame in te.stack:
             frame.lineno = frame.lineno  # keep the summary's own fields
         te = te.__cause__ or te.__context__  # type: ignore[assignment]
@@ -172,8 +190,7 @@ def compile_snippet(code: str) -> types.CodeType:
         assign = ast.Assign(targets=[ast.Name(_RESULT_NAME, ast.Store())], value=last.value)
         tree.body[-1] = ast.copy_location(assign, last)
         ast.fix_missing_locations(tree)
-    return compile(tree, SNIPPET, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT,
-                   dont_inherit=True)
+    return compile(tree, SNIPPET, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
 
 
 class InputProblem(Exception):
@@ -233,16 +250,27 @@ def run_snippet(code: str, inputs: dict) -> dict:
     try:
         compiled = compile_snippet(code)
     except SyntaxError as exc:
-        return {"ok": False, "error": {
-            "type": "syntax_error", "name": type(exc).__name__,
-            "message": exc.msg or str(exc), "line": exc.lineno,
-            "traceback": "".join(traceback.format_exception_only(type(exc), exc)),
-        }}
+        return {
+            "ok": False,
+            "error": {
+                "type": "syntax_error",
+                "name": type(exc).__name__,
+                "message": exc.msg or str(exc),
+                "line": exc.lineno,
+                "traceback": "".join(traceback.format_exception_only(type(exc), exc)),
+            },
+        }
     except (ValueError, RecursionError, MemoryError) as exc:  # e.g. null bytes, absurd nesting
-        return {"ok": False, "error": {
-            "type": "syntax_error", "name": type(exc).__name__, "message": str(exc),
-            "line": None, "traceback": None,
-        }}
+        return {
+            "ok": False,
+            "error": {
+                "type": "syntax_error",
+                "name": type(exc).__name__,
+                "message": str(exc),
+                "line": None,
+                "traceback": None,
+            },
+        }
     namespace = {"__name__": "snippet", "__builtins__": builtins, "inputs": inputs}
     namespace.update({k: v for k, v in inputs.items() if k.isidentifier()})
     main_line = None
@@ -256,45 +284,69 @@ def run_snippet(code: str, inputs: dict) -> dict:
         else:
             value = namespace.get(_RESULT_NAME)
     except InputProblem as exc:
-        return {"ok": False, "error": {
-            "type": "input_error", "name": None, "message": str(exc), "line": main_line,
-            "traceback": None,
-        }}
+        return {
+            "ok": False,
+            "error": {
+                "type": "input_error",
+                "name": None,
+                "message": str(exc),
+                "line": main_line,
+                "traceback": None,
+            },
+        }
     except MemoryError:
-        return {"ok": False, "error": {
-            "type": "memory_limit", "name": "MemoryError",
-            "message": "the snippet went over its memory limit", "line": None,
-            "traceback": None,
-        }}
+        return {
+            "ok": False,
+            "error": {
+                "type": "memory_limit",
+                "name": "MemoryError",
+                "message": "the snippet went over its memory limit",
+                "line": None,
+                "traceback": None,
+            },
+        }
     except SystemExit as exc:
         error = error_from_exception(exc, 0)
-        error["message"] = (
-            f"the snippet called sys.exit({exc.code!r}) instead of returning a value"
-        )
+        error["message"] = f"the snippet called sys.exit({exc.code!r}) instead of returning a value"
         return {"ok": False, "error": error}
-    except BaseException as exc:  # noqa: BLE001 - every exception of the snippet is a result
+    except BaseException as exc:
         return {"ok": False, "error": error_from_exception(exc, 0)}
     try:
         check_json(value)
         body = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
     except SerializationProblem as p:
-        return {"ok": False, "error": {
-            "type": "serialization_error", "name": p.type_name,
-            "message": f"{p.path} is {p.type_name}, which is not JSON: {p.hint}",
-            "line": None, "traceback": None,
-        }}
+        return {
+            "ok": False,
+            "error": {
+                "type": "serialization_error",
+                "name": p.type_name,
+                "message": f"{p.path} is {p.type_name}, which is not JSON: {p.hint}",
+                "line": None,
+                "traceback": None,
+            },
+        }
     except (ValueError, TypeError, RecursionError) as exc:
-        return {"ok": False, "error": {
-            "type": "serialization_error", "name": type(exc).__name__,
-            "message": f"result cannot be encoded as JSON: {exc}", "line": None,
-            "traceback": None,
-        }}
+        return {
+            "ok": False,
+            "error": {
+                "type": "serialization_error",
+                "name": type(exc).__name__,
+                "message": f"result cannot be encoded as JSON: {exc}",
+                "line": None,
+                "traceback": None,
+            },
+        }
     except MemoryError:
-        return {"ok": False, "error": {
-            "type": "memory_limit", "name": "MemoryError",
-            "message": "the result did not fit in the memory limit", "line": None,
-            "traceback": None,
-        }}
+        return {
+            "ok": False,
+            "error": {
+                "type": "memory_limit",
+                "name": "MemoryError",
+                "message": "the result did not fit in the memory limit",
+                "line": None,
+                "traceback": None,
+            },
+        }
     return {"ok": True, "body": body}
 
 
@@ -326,17 +378,28 @@ def main() -> None:
         except UnicodeEncodeError:  # lone surrogates: let JSON escape them
             encoded = json.dumps(json.loads(body), separators=(",", ":")).encode()
         if len(encoded) > job["result_limit_bytes"]:
-            data = json.dumps({"ok": False, "error": {
-                "type": "output_limit", "name": None,
-                "message": f"the result is {len(encoded)} bytes of JSON, above the limit of "
-                           f"{job['result_limit_bytes']} bytes",
-                "line": None, "traceback": None,
-            }}).encode() + b"\n"
+            data = (
+                json.dumps(
+                    {
+                        "ok": False,
+                        "error": {
+                            "type": "output_limit",
+                            "name": None,
+                            "message": f"the result is {len(encoded)} bytes of JSON, "
+                            "above the limit of "
+                            f"{job['result_limit_bytes']} bytes",
+                            "line": None,
+                            "traceback": None,
+                        },
+                    }
+                ).encode()
+                + b"\n"
+            )
         else:
             data += encoded
     view = memoryview(data)
     while view:
-        view = view[os.write(result_fd, view):]
+        view = view[os.write(result_fd, view) :]
     os.close(result_fd)
     os._exit(0)
 

@@ -1,0 +1,335 @@
+"""The `coderunner` command: a thin adapter over the Python API.
+
+`cli_logic(argv) -> int` is the testable entry point; exit codes: 0 ok, 1 the snippet
+did not produce a valid result (or a check failed), 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from ._errors import CodeRunnerError, InvalidRequest
+from ._models import ExecutionRequest, ExecutionResult, Language
+from ._settings import Settings, describe_settings
+
+EXIT_OK, EXIT_NOT_OK, EXIT_USAGE = 0, 1, 2
+
+_EXTENSIONS = {".py": Language.PYTHON, ".js": Language.JAVASCRIPT, ".mjs": Language.JAVASCRIPT}
+
+
+class UsageError(Exception):
+    """The command line is wrong; exit 2 with this message."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "settings", "each also read from CODERUNNER_<NAME> (e.g. CODERUNNER_MAX_TIMEOUT_MS)"
+    )
+    for name, default, help_text in describe_settings():
+        group.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=f"setting_{name}",
+            type=type(default),
+            metavar="N",
+            help=f"{help_text} (default: {default})",
+        )
+
+
+def _settings_from(args: argparse.Namespace) -> Settings:
+    overrides = {
+        key.removeprefix("setting_"): value
+        for key, value in vars(args).items()
+        if key.startswith("setting_")
+    }
+    return Settings.from_env(**overrides)
+
+
+def _add_input_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-i",
+        "--input",
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help="an input, its value as JSON (quote strings: -i name='\"Ada\"'); repeatable",
+    )
+    parser.add_argument("--inputs", metavar="FILE.json", help="a JSON object of inputs")
+    parser.add_argument("--timeout-ms", type=int, help="wall-clock limit (default 5000)")
+    parser.add_argument("--memory-mb", type=int, help="memory limit (default 256)")
+    parser.add_argument("--schema", metavar="SCHEMA.json", help="output_schema (JSON Schema)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="coderunner",
+        description="Run untrusted Python and JavaScript snippets in a jail; get JSON back.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser(
+        "run",
+        help="run one snippet and print its ExecutionResult as JSON",
+        description="Run one snippet and print its ExecutionResult as JSON. Exit 0 when ok, "
+        "1 when not ok, 2 on a usage error.",
+    )
+    run.add_argument("file", nargs="?", help="the snippet file (.py, .js, .mjs); - for stdin")
+    run.add_argument("-c", "--code", help="the snippet as a string")
+    run.add_argument(
+        "-l",
+        "--language",
+        choices=[lang.value for lang in Language],
+        help="default: from the file extension",
+    )
+    _add_input_flags(run)
+
+    doctor = sub.add_parser(
+        "doctor",
+        help="show each isolation layer and whether it is active",
+        description="Check each isolation layer; exit 1 when snippets cannot be isolated.",
+    )
+    doctor.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    serve = sub.add_parser(
+        "serve",
+        help="start the HTTP API (and MCP at /mcp)",
+        description="Start the HTTP API, with the MCP server at /mcp.",
+    )
+    serve.add_argument(
+        "--host",
+        default=os.environ.get("CODERUNNER_HOST", "127.0.0.1"),
+        help="address to bind (default 127.0.0.1; env CODERUNNER_HOST)",
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("CODERUNNER_PORT", 8000)),
+        help="port (default 8000; env CODERUNNER_PORT)",
+    )
+    serve.add_argument(
+        "--api-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="require 'Authorization: Bearer KEY'; repeatable "
+        "(env CODERUNNER_API_KEYS, comma-separated)",
+    )
+    serve.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    serve.add_argument(
+        "--log-inputs",
+        action="store_true",
+        help="log each execution's code and inputs (DEBUG ONLY: they may hold secrets)",
+    )
+    _add_settings_flags(serve)
+
+    mcp = sub.add_parser(
+        "mcp",
+        help="run the MCP server on stdio",
+        description="Run the MCP server (tools execute-python and "
+        "execute-javascript) on stdin/stdout.",
+    )
+    _add_settings_flags(mcp)
+
+    agent = sub.add_parser(
+        "agent",
+        help="Agent Mode: a model writes the snippet for GOAL, the sandbox runs it",
+        description="Agent Mode: a model behind an OpenAI-compatible endpoint writes a "
+        "function-style snippet for GOAL; it runs on the real inputs until the result "
+        "validates or attempts run out. Prints the agent answer as JSON; exit 0 when ok.",
+    )
+    agent.add_argument("goal", help="what the snippet must do")
+    agent.add_argument(
+        "-l", "--language", choices=[lang.value for lang in Language], default="python"
+    )
+    _add_input_flags(agent)
+    agent.add_argument("--max-attempts", type=int, default=3, help="default 3")
+    agent.add_argument("--llm-base-url", help="env CODERUNNER_LLM_BASE_URL")
+    agent.add_argument("--llm-api-key", help="env CODERUNNER_LLM_API_KEY")
+    agent.add_argument("--llm-model", help="env CODERUNNER_LLM_MODEL")
+
+    bench = sub.add_parser(
+        "bench",
+        help="measure latency and throughput against naive baselines",
+        description="Benchmark warm executions against a process-per-run baseline.",
+    )
+    bench.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
+    bench.add_argument("--json", metavar="FILE", help="also write the numbers to FILE")
+    bench.add_argument("--port", type=int, default=0, help="port of the HTTP server to start")
+    return parser
+
+
+def parse_inputs(pairs: list[str], inputs_file: str | None) -> dict[str, Any]:
+    """Inputs from --inputs FILE.json, then each -i NAME=JSON on top."""
+    inputs: dict[str, Any] = {}
+    if inputs_file:
+        try:
+            loaded = json.loads(Path(inputs_file).read_text())
+        except OSError as exc:
+            raise UsageError(f"--inputs: cannot read {inputs_file}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise UsageError(f"--inputs: {inputs_file} is not JSON: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise UsageError(f"--inputs: {inputs_file} must hold a JSON object of inputs")
+        inputs.update(loaded)
+    for pair in pairs:
+        name, eq, raw = pair.partition("=")
+        if not eq or not name:
+            raise UsageError(f"-i {pair!r}: expected NAME=JSON, e.g. -i x=6")
+        try:
+            inputs[name] = json.loads(raw)
+        except ValueError:
+            raise UsageError(
+                f"-i {pair!r}: {raw!r} is not JSON; quote strings, e.g. -i {name}='\"{raw}\"'"
+            ) from None
+    return inputs
+
+
+def read_schema(path: str | None) -> dict[str, Any] | None:
+    if not path:
+        return None
+    try:
+        schema = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise UsageError(f"--schema: cannot read {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise UsageError(f"--schema: {path} is not JSON: {exc}") from None
+    if not isinstance(schema, dict):
+        raise UsageError(f"--schema: {path} must hold a JSON Schema object")
+    return schema
+
+
+def _snippet(args: argparse.Namespace) -> tuple[str, Language]:
+    if (args.file is None) == (args.code is None):
+        raise UsageError("coderunner run: give a FILE or -c CODE (exactly one)")
+    if args.code is not None:
+        code, suffix = args.code, ""
+    elif args.file == "-":
+        code, suffix = sys.stdin.read(), ""
+    else:
+        try:
+            code = Path(args.file).read_text()
+        except OSError as exc:
+            raise UsageError(f"coderunner run: cannot read {args.file}: {exc.strerror}") from None
+        suffix = Path(args.file).suffix
+    if args.language:
+        return code, Language(args.language)
+    if suffix in _EXTENSIONS:
+        return code, _EXTENSIONS[suffix]
+    if args.code is not None or args.file == "-":
+        raise UsageError("coderunner run: say which language with -l python|javascript")
+    raise UsageError(
+        f"coderunner run: cannot tell the language of {args.file!r} from its extension; "
+        "use -l python|javascript"
+    )
+
+
+async def _run_one(request: ExecutionRequest) -> ExecutionResult:
+    from ._engine import Engine
+
+    settings = Settings.from_env(python_pool_size=1, javascript_pool_size=1)
+    async with Engine(settings, warm=(request.language,)) as engine:
+        result = await engine.execute(request)
+    return result
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    code, language = _snippet(args)
+    try:
+        request = ExecutionRequest(
+            language=language,
+            code=code,
+            inputs=parse_inputs(args.input, args.inputs),
+            timeout_ms=args.timeout_ms,
+            memory_mb=args.memory_mb,
+            output_schema=read_schema(args.schema),
+        )
+    except ValueError as exc:
+        raise UsageError(f"coderunner run: {exc}") from None
+    result = asyncio.run(_run_one(request))
+    print(result.model_dump_json(indent=2))
+    return EXIT_OK if result.ok else EXIT_NOT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from ._doctor import run_checks
+
+    report = run_checks()
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(report.render())
+    return EXIT_OK if report.ok else EXIT_NOT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ._http import serve
+
+    keys = list(args.api_key)
+    keys += [k.strip() for k in os.environ.get("CODERUNNER_API_KEYS", "").split(",") if k.strip()]
+    serve(
+        _settings_from(args),
+        host=args.host,
+        port=args.port,
+        api_keys=keys,
+        log_level=args.log_level,
+        log_inputs=args.log_inputs,
+    )
+    return EXIT_OK
+
+
+def cmd_mcp(args: argparse.Namespace) -> int:
+    from ._mcp import run_stdio
+
+    run_stdio(_settings_from(args))
+    return EXIT_OK
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from ._agent import main_agent
+
+    return main_agent(args)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from ._bench import main_bench
+
+    return main_bench(args)
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "doctor": cmd_doctor,
+    "serve": cmd_serve,
+    "mcp": cmd_mcp,
+    "agent": cmd_agent,
+    "bench": cmd_bench,
+}
+
+
+def cli_logic(argv: list[str] | None = None) -> int:
+    """Parse argv, run the command, return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    except InvalidRequest as exc:
+        print(f"coderunner: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except CodeRunnerError as exc:
+        print(f"coderunner: {exc}", file=sys.stderr)
+        return EXIT_NOT_OK
