@@ -74,6 +74,14 @@ class Engine:
             f.write(compile_exec_filter())
         self._cgroups = CgroupManager()
         if not self._cgroups.available:
+            if os.geteuid() == 0:
+                # The kernel exempts root from RLIMIT_NPROC, and the jail's user is root
+                # on the host when the service is: without a pids cgroup, no process limit.
+                raise SandboxUnavailable(
+                    "running as root without a writable pids cgroup, so a fork bomb could "
+                    f"not be contained ({self._cgroups.problem}); run the service as an "
+                    "unprivileged user or give it a cgroup (see `coderunner doctor`)"
+                )
             log.warning("cgroups unavailable (%s); rlimits only", self._cgroups.problem)
         self._slots = asyncio.Semaphore(s.max_concurrency)
         self._started = True

@@ -1,0 +1,233 @@
+"""`coderunner doctor`: each isolation layer, checked from inside a real jail."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ._cgroup import CgroupManager
+from ._errors import CodeRunnerError
+from ._models import ExecutionRequest, Language
+from ._settings import Settings
+
+# Runs inside the jail and reports what it can see of its own confinement.
+PROBE = r"""
+import os, socket
+status = dict(
+    l.split(":\t", 1) for l in open("/proc/self/status").read().splitlines() if ":\t" in l
+)
+def net_blocked():
+    try:
+        socket.create_connection(("1.1.1.1", 53), timeout=1).close()
+        return False
+    except OSError:
+        return True
+def exec_blocked():
+    try:
+        os.execv("/bin/true", ["true"])
+    except OSError:
+        return True
+    return False
+{
+    "ns": {
+        n: os.readlink(f"/proc/self/ns/{n}") for n in ("user", "pid", "net", "mnt", "ipc", "uts")
+    },
+    "pid": os.getpid(),
+    "uid_map": open("/proc/self/uid_map").read().split(),
+    "seccomp": status["Seccomp"].strip(),
+    "no_new_privs": status["NoNewPrivs"].strip(),
+    "cap_eff": status["CapEff"].strip(),
+    "net_blocked": net_blocked(),
+    "exec_blocked": exec_blocked(),
+    "host_files_visible": [p for p in paths if os.path.exists(p)],
+    "hostname": os.uname().nodename,
+    "rlimit_as": __import__("resource").getrlimit(__import__("resource").RLIMIT_AS)[0],
+}
+"""
+
+HELP_USERNS = (
+    "unprivileged user namespaces are disabled. Enable them: "
+    "`sysctl -w kernel.unprivileged_userns_clone=1` (Debian), "
+    "`sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` (Ubuntu 23.10+), "
+    "or run the container with a seccomp profile that allows clone/unshare "
+    "(Docker: --security-opt seccomp=unconfined, or a profile allowing CLONE_NEWUSER)"
+)
+
+
+@dataclass
+class Check:
+    """One isolation layer or prerequisite."""
+
+    name: str
+    ok: bool
+    detail: str
+    required: bool = True
+
+
+@dataclass
+class Report:
+    """All checks; ``ok`` when every required check passed."""
+
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks if c.required)
+
+    def add(self, name: str, ok: bool, detail: str, required: bool = True) -> None:
+        self.checks.append(Check(name, ok, detail, required))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checks": [asdict(c) for c in self.checks]}
+
+    def render(self) -> str:
+        lines = []
+        for c in self.checks:
+            mark = "active " if c.ok else ("MISSING" if c.required else "off    ")
+            lines.append(f"  [{mark}] {c.name:<28} {c.detail}")
+        verdict = (
+            "The sandbox is fully active: snippets can run."
+            if self.ok
+            else "The sandbox CANNOT fully isolate snippets on this host: fix what is MISSING."
+        )
+        return "coderunner doctor\n" + "\n".join(lines) + "\n" + verdict
+
+
+def _version(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=20, env={})
+        return (out.stdout or out.stderr).strip().splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError) as exc:
+        return f"unavailable ({exc})"
+
+
+async def _probe(settings: Settings) -> tuple[dict[str, Any] | None, str]:
+    from ._engine import Engine
+
+    async with Engine(settings, warm=()) as engine:
+        host_paths = ["/etc/passwd", "/etc/hostname", "/home", os.getcwd()]
+        host_paths += [p for p in sys.path if "site-packages" in p]
+        home = os.path.expanduser("~")
+        runtime = os.path.realpath(sys.base_prefix)  # the interpreter may live in $HOME
+        with contextlib.suppress(OSError):
+            host_paths += [
+                os.path.join(home, e)
+                for e in sorted(os.listdir(home))[:20]
+                if not runtime.startswith(os.path.join(home, e))
+            ]
+        result = await engine.execute(
+            ExecutionRequest(
+                language=Language.PYTHON,
+                code=PROBE,
+                inputs={"paths": host_paths},
+                timeout_ms=20_000,
+            )
+        )
+        js = await engine.execute(
+            ExecutionRequest(
+                language=Language.JAVASCRIPT,
+                code="return [typeof Deno, Deno.version.deno]",
+                timeout_ms=20_000,
+            )
+        )
+    if not result.ok:
+        return None, result.error.message if result.error else "probe failed"
+    js_detail = f"Deno {js.result[1]}" if js.ok else f"failed: {js.error.message}"  # type: ignore[union-attr,index]
+    return result.result, js_detail
+
+
+def run_checks(settings: Settings | None = None) -> Report:
+    """Run every check (starts real jails) and return the report."""
+    settings = settings or Settings.from_env(python_pool_size=1, javascript_pool_size=1)
+    report = Report()
+    bwrap = shutil.which("bwrap")
+    report.add(
+        "bubblewrap",
+        bwrap is not None,
+        _version(["bwrap", "--version"]) if bwrap else "not installed: apt-get install bubblewrap",
+    )
+    try:
+        import pyseccomp  # noqa: F401
+
+        report.add("libseccomp", True, "loaded through pyseccomp")
+    except Exception as exc:
+        report.add("libseccomp", False, f"{exc}: install libseccomp2")
+    cgroups = CgroupManager(f"coderunner-doctor-{os.getpid()}")
+    root = os.geteuid() == 0
+    report.add(
+        "cgroup memory+pids",
+        cgroups.available,
+        ("v2" if cgroups.v2 else "v1") + " controllers writable"
+        if cgroups.available
+        else f"{cgroups.problem}; falling back to rlimits",
+        required=False,
+    )
+    cgroups.close()
+    report.add(
+        "process limit",
+        cgroups.available or not root,
+        "pids cgroup"
+        if cgroups.available
+        else (
+            "RLIMIT_NPROC in the jail's user namespace"
+            if not root
+            else "running as root without a pids cgroup: RLIMIT_NPROC does not bind root; "
+            "run as an unprivileged user or give the service a writable pids cgroup"
+        ),
+    )
+    report.add("python runtime", True, f"CPython {sys.version.split()[0]} ({sys.executable})")
+    if bwrap is None:
+        return report
+    try:
+        seen, js_detail = asyncio.run(_probe(settings))
+    except CodeRunnerError as exc:
+        report.add("jail", False, str(exc))
+        return report
+    if seen is None:
+        report.add("jail", False, f"{js_detail}. If namespaces are refused: {HELP_USERNS}")
+        return report
+    host_ns = {n: os.readlink(f"/proc/self/ns/{n}") for n in seen["ns"]}
+    names = {
+        "user": "user namespace",
+        "pid": "pid namespace",
+        "net": "network namespace",
+        "mnt": "mount namespace",
+        "ipc": "ipc namespace",
+        "uts": "uts namespace",
+    }
+    for key, label in names.items():
+        fresh = seen["ns"][key] != host_ns[key]
+        report.add(label, fresh, "own namespace" if fresh else "SHARED with the host")
+    report.add("seccomp filter", seen["seccomp"] == "2", f"Seccomp mode {seen['seccomp']}")
+    report.add("no_new_privs", seen["no_new_privs"] == "1", f"NoNewPrivs {seen['no_new_privs']}")
+    report.add("capabilities dropped", int(seen["cap_eff"], 16) == 0, f"CapEff {seen['cap_eff']}")
+    report.add("no network", seen["net_blocked"], "connect() fails")
+    report.add("no program starts", seen["exec_blocked"], "execve() refused")
+    visible = seen["host_files_visible"]
+    report.add(
+        "host files hidden",
+        not visible,
+        "only runtime files are mounted" if not visible else f"visible: {', '.join(visible)}",
+    )
+    report.add(
+        "memory rlimit",
+        seen["rlimit_as"] > 0,
+        f"RLIMIT_AS {seen['rlimit_as'] // (1024 * 1024)} MiB in a job",
+    )
+    if seen["uid_map"][1] == "0":
+        report.add(
+            "unprivileged host uid",
+            False,
+            "the jail's user maps to root on the host (the service runs as root); "
+            "it has no capabilities, but running the service as an unprivileged user "
+            "adds a layer",
+            required=False,
+        )
+    report.add("javascript runtime", js_detail.startswith("Deno"), js_detail)
+    return report

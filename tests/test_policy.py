@@ -1,0 +1,90 @@
+"""The policy and the argv/filters built from it, as pure data (no jail started)."""
+
+from __future__ import annotations
+
+import pyseccomp
+import pytest
+
+from coderunner._policy import (
+    DENIED_SYSCALLS,
+    JAIL_DENO,
+    JAIL_RESULT,
+    Mount,
+    SandboxPolicy,
+    build_policy,
+    bwrap_argv,
+    python_runtime_paths,
+)
+from coderunner._seccomp import compile_exec_filter, compile_jail_filter
+
+
+@pytest.fixture(scope="module")
+def policy() -> SandboxPolicy:
+    return build_policy(tmp_size_mb=8, max_processes=12)
+
+
+def argv_for(policy: SandboxPolicy) -> list[str]:
+    return bwrap_argv(
+        policy, ["python3", "runner.py"], seccomp_fd=7, result_fifo="/x/result",
+        exec_filter="/x/exec.bpf",
+    )
+
+
+def test_every_namespace_is_new_and_userns_nesting_is_disabled(policy: SandboxPolicy) -> None:
+    argv = argv_for(policy)
+    for flag in ("--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc",
+                 "--unshare-uts", "--disable-userns", "--die-with-parent", "--new-session",
+                 "--clearenv"):
+        assert flag in argv
+    assert argv[argv.index("--cap-drop") + 1] == "ALL"
+    assert "--share-net" not in argv
+
+
+def test_only_runtime_files_are_mounted_read_only(policy: SandboxPolicy) -> None:
+    argv = argv_for(policy)
+    assert "--bind" in argv  # the one writable bind: the result FIFO
+    binds = [argv[i + 1: i + 3] for i, a in enumerate(argv) if a == "--bind"]
+    assert binds == [["/x/result", JAIL_RESULT]]
+    ro = {argv[i + 2] for i, a in enumerate(argv) if a == "--ro-bind"}
+    for forbidden in ("/", "/home", "/root", "/etc", "/work", "/usr"):
+        assert forbidden not in ro
+    assert JAIL_DENO in ro
+    assert not any("site-packages" in p for p in ro)
+
+
+def test_site_packages_of_the_stdlib_dir_is_masked() -> None:
+    _, mounts, masked = python_runtime_paths()
+    assert all(isinstance(m, Mount) for m in mounts)
+    for path in masked:
+        assert path.endswith(("site-packages", "dist-packages"))
+
+
+def test_tmp_is_small_and_in_memory(policy: SandboxPolicy) -> None:
+    argv = argv_for(policy)
+    i = next(i for i, a in enumerate(argv) if a == "--tmpfs" and argv[i + 1] == "/tmp")
+    assert argv[i - 4: i] == ["--size", str(8 * 1024 * 1024), "--perms", "1777"]
+
+
+def test_environment_is_only_the_policys(policy: SandboxPolicy) -> None:
+    argv = argv_for(policy)
+    keys = [argv[i + 1] for i, a in enumerate(argv) if a == "--setenv"]
+    assert sorted(keys) == ["HOME", "LANG", "PATH"]
+
+
+def test_no_code_or_inputs_in_argv(policy: SandboxPolicy) -> None:
+    argv = argv_for(policy)
+    assert argv[-2:] == ["python3", "runner.py"]
+
+
+def test_denied_syscalls_cover_the_known_escapes() -> None:
+    for name in ("ptrace", "mount", "unshare", "setns", "bpf", "io_uring_setup", "keyctl",
+                 "perf_event_open", "userfaultfd", "kexec_load", "init_module", "reboot"):
+        assert name in DENIED_SYSCALLS
+        pyseccomp.resolve_syscall(pyseccomp.system_arch(), name)  # a real syscall name
+
+
+def test_filters_compile_to_bpf(policy: SandboxPolicy) -> None:
+    jail = compile_jail_filter(policy)
+    exec_only = compile_exec_filter()
+    assert len(jail) % 8 == 0 and len(jail) > 8 * len(DENIED_SYSCALLS)
+    assert len(exec_only) % 8 == 0 and len(exec_only) < len(jail)

@@ -1,0 +1,34 @@
+"""The code base stays ruff-clean and the public surface stays complete."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import coderunner
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_ruff_clean() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "src", "tests"],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_all_is_sorted_and_complete() -> None:
+    public = {n for n in dir(coderunner) if not n.startswith("_")} - {
+        # submodules imported by the package itself
+        n for n in dir(coderunner) if type(getattr(coderunner, n)).__name__ == "module"
+    }
+    assert coderunner.__all__ == sorted(coderunner.__all__, key=str.casefold) or (
+        coderunner.__all__ == sorted(coderunner.__all__)
+    )
+    assert public <= set(coderunner.__all__), public - set(coderunner.__all__)
+    for name in coderunner.__all__:
+        assert getattr(coderunner, name) is not None
+        if name != "__version__":
+            assert getattr(coderunner, name).__doc__, f"{name} has no docstring"
