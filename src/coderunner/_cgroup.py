@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,20 +49,9 @@ class CgroupSlot:
     dirs: dict[str, Path]
     v2: bool
 
-    def join_function(self) -> Callable[[], None]:
-        """A preexec function: the forked child moves itself in before exec."""
-        procs = [str(d / "cgroup.procs") for d in dict.fromkeys(self.dirs.values())]
-
-        def join() -> None:
-            pid = str(os.getpid()).encode()
-            for path in procs:
-                fd = os.open(path, os.O_WRONLY)
-                try:
-                    os.write(fd, pid)
-                finally:
-                    os.close(fd)
-
-        return join
+    def procs_files(self) -> list[str]:
+        """The cgroup.procs files a process writes its pid to, to join this slot."""
+        return [str(d / "cgroup.procs") for d in dict.fromkeys(self.dirs.values())]
 
     def set_memory_limit(self, limit_bytes: int) -> None:
         name = "memory.max" if self.v2 else "memory.limit_in_bytes"

@@ -8,6 +8,7 @@ unit-tested, and nothing else in the project builds jail arguments.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import sysconfig
 from dataclasses import dataclass
@@ -115,6 +116,7 @@ class SandboxPolicy:
     # the run), net (no interfaces but a down loopback), ipc, uts, mount, cgroup.
     denied_syscalls: tuple[str, ...] = DENIED_SYSCALLS
     uid: int = 65534  # "nobody" inside the user namespace
+    bwrap: str = "/usr/bin/bwrap"
     hostname: str = "sandbox"
     # The whole environment of the jail: nothing of the host's.
     env: tuple[tuple[str, str], ...] = (
@@ -191,6 +193,7 @@ def build_policy(tmp_size_mb: int = 16, max_processes: int = 16) -> SandboxPolic
     except Exception:  # no deno: JavaScript is reported unavailable by doctor
         pass
     return SandboxPolicy(
+        bwrap=shutil.which("bwrap") or "/usr/bin/bwrap",
         mounts=tuple(dict.fromkeys(mounts)),
         masked=tuple(masked),
         tmp_size_mb=tmp_size_mb,
@@ -209,7 +212,7 @@ def bwrap_argv(
 ) -> list[str]:
     """The bubblewrap command line for one jailed process (pure; no code or inputs in it)."""
     argv = [
-        "bwrap",
+        policy.bwrap,
         "--unshare-user",
         "--unshare-pid",
         "--unshare-net",

@@ -27,6 +27,10 @@ from ._policy import JAIL_DENO, JAIL_RUNNER_DIR, SandboxPolicy, bwrap_argv
 
 log = logging.getLogger("coderunner.worker")
 
+# Moves the shell into each cgroup named before "--", then becomes the command after it.
+_JOIN_CGROUP = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
+
+
 # Room for the header line on top of the largest result.
 _FRAME_OVERHEAD = 64 * 1024
 # Memory a warm runtime needs on top of the snippet's own (cgroup limits only).
@@ -126,10 +130,11 @@ class Worker:
         workdir: str,
         cgroup: CgroupSlot | None,
         output_limit_bytes: int,
-        max_processes: int,
+        policy: SandboxPolicy,
     ) -> None:
         self.runtime = runtime
-        self._max_processes = max_processes
+        self._policy = policy
+        self._max_processes = policy.max_processes
         self.process = process
         self.state = WorkerState.STARTING
         self._result = result_reader
@@ -173,19 +178,10 @@ class Worker:
         cgroup = None
         if cgroups and cgroups.available:
             cgroup = cgroups.create(policy.max_processes + runtime.own_threads)
-        limits = [
-            (resource.RLIMIT_NOFILE, policy.max_open_files),
-            (resource.RLIMIT_FSIZE, policy.max_file_mb * 1024 * 1024),
-            (resource.RLIMIT_CORE, 0),
-        ]
-        join = cgroup.join_function() if cgroup else None
-
-        def in_child() -> None:  # runs in the forked child, before bwrap is exec'd
-            if join:
-                join()
-            for which, value in limits:
-                resource.setrlimit(which, (value, value))
-
+            # Join the cgroup before bwrap forks anything: a tiny shell does it and then
+            # execs bwrap.  (A Python preexec_fn would force a full fork() of this service,
+            # ~5 ms that block the event loop; without one, subprocess uses vfork.)
+            argv = ["/bin/sh", "-c", _JOIN_CGROUP, "sh", *cgroup.procs_files(), "--", *argv]
         try:
             process = await asyncio.create_subprocess_exec(
                 *argv,
@@ -195,7 +191,6 @@ class Worker:
                 pass_fds=(seccomp_fd,),
                 env={},  # bwrap's own environment shows in /proc/1/environ: keep it empty
                 start_new_session=True,
-                preexec_fn=in_child,
             )
         except OSError as exc:
             for fd in (read_fd, keepalive):
@@ -219,7 +214,7 @@ class Worker:
             workdir,
             cgroup,
             output_limit_bytes,
-            policy.max_processes,
+            policy,
         )
 
     async def wait_ready(self, timeout_s: float = 30.0) -> None:
@@ -241,12 +236,16 @@ class Worker:
                 f"(exit {self.process.returncode}): {detail}"
             )
         self.state = WorkerState.READY
-        # A second process-count wall beside the pids cgroup (effective where the jail's
-        # user is not root on the host; the kernel exempts root from RLIMIT_NPROC).
-        if True:
-            self._limit_descendants(
-                resource.RLIMIT_NPROC, self._max_processes + self.runtime.own_threads
-            )
+        # Limits of the jailed processes, set before the job (the runner is ours until
+        # then).  RLIMIT_NPROC is a second process-count wall beside the pids cgroup,
+        # effective where the jail's user is not root on the host (root is exempt).
+        for which, value in (
+            (resource.RLIMIT_NPROC, self._max_processes + self.runtime.own_threads),
+            (resource.RLIMIT_NOFILE, self._policy.max_open_files),
+            (resource.RLIMIT_FSIZE, self._policy.max_file_mb * 1024 * 1024),
+            (resource.RLIMIT_CORE, 0),
+        ):
+            self._limit_descendants(which, value)
 
     def _limit_descendants(self, which: int, value: int) -> None:
         for pid in _descendants(self.process.pid):
