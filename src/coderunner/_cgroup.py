@@ -54,6 +54,8 @@ class CgroupSlot:
         return [str(d / "cgroup.procs") for d in dict.fromkeys(self.dirs.values())]
 
     def set_memory_limit(self, limit_bytes: int) -> None:
+        if "memory" not in self.dirs:
+            return
         name = "memory.max" if self.v2 else "memory.limit_in_bytes"
         (self.dirs["memory"] / name).write_text(str(limit_bytes))
         if self.v2:
@@ -61,6 +63,8 @@ class CgroupSlot:
                 (self.dirs["memory"] / "memory.swap.max").write_text("0")
 
     def memory_exceeded(self) -> bool:
+        if "memory" not in self.dirs:
+            return False
         try:
             if self.v2:
                 events = (self.dirs["memory"] / "memory.events").read_text()
@@ -139,7 +143,9 @@ class CgroupManager:
             return
         self.problem = "no writable cgroup hierarchy with the pids and memory controllers"
 
-    def create(self, max_processes: int) -> CgroupSlot:
+    def create(self, max_processes: int, memory: bool = True) -> CgroupSlot:
+        """A new slot with a pids limit; ``memory=False`` skips the memory controller
+        (v1), whose groups are costly to create, where an rlimit bounds memory already."""
         self._counter += 1
         name = f"w{self._counter}"
         if self.v2:
@@ -149,6 +155,8 @@ class CgroupManager:
         else:
             dirs = {}
             for c, base in self.bases.items():
+                if c == "memory" and not memory:
+                    continue
                 (base / name).mkdir()
                 dirs[c] = base / name
         (dirs["pids"] / "pids.max").write_text(str(max_processes))

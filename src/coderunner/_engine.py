@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -15,13 +16,19 @@ from typing import Any
 
 from ._cgroup import CgroupManager
 from ._errors import InvalidRequest, SandboxUnavailable, Saturated
+from ._forkserver import ForkServerGroup
 from ._models import ErrorDetail, ErrorType, ExecutionRequest, ExecutionResult, Language
-from ._policy import SandboxPolicy, build_policy, python_runtime_paths
+from ._policy import SandboxPolicy, build_policy
 from ._pool import WorkerPool
 from ._schema import compile_schema, schema_problems
-from ._seccomp import compile_exec_filter, compile_jail_filter
+from ._seccomp import (
+    compile_child_filter,
+    compile_exec_filter,
+    compile_fork_server_filter,
+    compile_jail_filter,
+)
 from ._settings import Settings
-from ._worker import Runtime, Worker
+from ._worker import Runtime, Worker, wait_for_cleanups
 
 log = logging.getLogger("coderunner.engine")
 
@@ -48,6 +55,7 @@ class Engine:
         self._jail_filter = b""
         self._exec_filter_path = ""
         self._cgroups: CgroupManager | None = None
+        self._forkservers: ForkServerGroup | None = None
         self._slots: asyncio.Semaphore | None = None
         self._waiting = 0
         self._running = 0
@@ -72,6 +80,9 @@ class Engine:
         self._exec_filter_path = os.path.join(self._statedir, "exec.bpf")
         with open(self._exec_filter_path, "wb") as f:
             f.write(compile_exec_filter())
+        child_filter_path = os.path.join(self._statedir, "child.bpf")
+        with open(child_filter_path, "wb") as f:
+            f.write(compile_child_filter(self.policy))
         self._cgroups = CgroupManager()
         if not self._cgroups.available:
             if os.geteuid() == 0:
@@ -83,6 +94,10 @@ class Engine:
                     "unprivileged user or give it a cgroup (see `coderunner doctor`)"
                 )
             log.warning("cgroups unavailable (%s); rlimits only", self._cgroups.problem)
+        self._forkservers = ForkServerGroup(
+            s.python_fork_servers, self.policy, compile_fork_server_filter(self.policy),
+            child_filter_path, self._exec_filter_path, self._cgroups, s.output_limit_bytes,
+        )  # fmt: skip
         self._slots = asyncio.Semaphore(s.max_concurrency)
         self._started = True
         for language in self._warm:
@@ -93,6 +108,9 @@ class Engine:
         for pool in self._pools.values():
             await pool.close()
         self._pools.clear()
+        if self._forkservers:
+            await self._forkservers.close()
+        await wait_for_cleanups()
         if self._cgroups:
             self._cgroups.close()
         if self._statedir:
@@ -105,11 +123,6 @@ class Engine:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
-
-    def _runtime(self, language: Language, memory_mb: int) -> Runtime:
-        if language is Language.PYTHON:
-            return Runtime.python(python_runtime_paths()[0])
-        return Runtime.javascript(memory_mb)
 
     def _pool(self, language: Language, memory_mb: int) -> WorkerPool:
         # Python lowers its memory limit per job, so one pool serves every memory_mb.
@@ -126,8 +139,13 @@ class Engine:
                 if default
                 else 1
             )
-            runtime = self._runtime(language, memory_mb)
-            pool = WorkerPool(f"{language.value}-{key[1]}", lambda: self._spawn(runtime), size)
+            if language is Language.PYTHON:
+                assert self._forkservers is not None
+                spawn = self._forkservers.spawn
+            else:
+                runtime = Runtime.javascript(memory_mb)
+                spawn = functools.partial(self._spawn, runtime)
+            pool = WorkerPool(f"{language.value}-{key[1]}", spawn, size)
             self._pools[key] = pool
         return pool
 

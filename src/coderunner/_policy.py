@@ -206,11 +206,24 @@ def bwrap_argv(
     command: list[str],
     *,
     seccomp_fd: int,
-    result_fifo: str,
+    result_fifo: str | None,
     exec_filter: str,
     extra_env: tuple[tuple[str, str], ...] = (),
+    extra_files: tuple[tuple[str, str], ...] = (),
+    fork_server: bool = False,
 ) -> list[str]:
-    """The bubblewrap command line for one jailed process (pure; no code or inputs in it)."""
+    """The bubblewrap command line for one jailed process (pure; no code or inputs in it).
+
+    Args:
+        policy: mounts, limits and environment.
+        command: the runtime's argv inside the jail.
+        seccomp_fd: an fd holding the compiled filter bwrap installs before exec.
+        result_fifo: host FIFO bound at /run/result (single-use workers), or None.
+        exec_filter: host file with the exec-refusing filter, bound at /run/exec.bpf.
+        extra_env: runtime-specific variables (e.g. DENO_DIR).
+        extra_files: more (host file, jail path) read-only binds.
+        fork_server: keep CAP_SYS_ADMIN in the jail's user namespace (see below).
+    """
     argv = [
         policy.bwrap,
         "--unshare-user",
@@ -232,39 +245,30 @@ def bwrap_argv(
         "ALL",
         "--clearenv",
     ]
+    if fork_server:
+        # RELAXATION: the fork server keeps CAP_SYS_ADMIN inside the jail's own user
+        # namespace (it means nothing on the host) so that each child gets fresh pid,
+        # mount and ipc namespaces and its own /tmp.  Children drop every capability and
+        # load the full filter before they read their job; the server runs no user code.
+        argv += ["--cap-add", "CAP_SYS_ADMIN"]
     for key, value in (*policy.env, *extra_env):
         argv += ["--setenv", key, value]
     for m in policy.mounts:
-        kind = "--symlink" if m.symlink else "--ro-bind"
-        argv += [kind, m.source, m.target]
+        argv += ["--symlink" if m.symlink else "--ro-bind", m.source, m.target]
     for path in policy.masked:
         argv += ["--tmpfs", path, "--remount-ro", path]
+    # fmt: off
     argv += [
-        "--proc",
-        "/proc",
-        "--dev",
-        "/dev",
-        "--size",
-        str(policy.tmp_size_mb * 1024 * 1024),
-        "--perms",
-        "1777",
-        "--tmpfs",
-        "/tmp",
-        "--dir",
-        "/run",
-        "--bind",
-        result_fifo,
-        JAIL_RESULT,
-        "--ro-bind",
-        exec_filter,
-        JAIL_EXEC_FILTER,
-        "--remount-ro",
-        "/",
-        "--seccomp",
-        str(seccomp_fd),
-        "--chdir",
-        "/tmp",
-        "--",
-        *command,
+        "--proc", "/proc",
+        "--dev", "/dev",
+        "--size", str(policy.tmp_size_mb * 1024 * 1024), "--perms", "1777", "--tmpfs", "/tmp",
+        "--dir", "/run",
+        "--ro-bind", exec_filter, JAIL_EXEC_FILTER,
     ]
+    # fmt: on
+    if result_fifo is not None:
+        argv += ["--bind", result_fifo, JAIL_RESULT]
+    for source, target in extra_files:
+        argv += ["--ro-bind", source, target]
+    argv += ["--remount-ro", "/", "--seccomp", str(seccomp_fd), "--chdir", "/tmp", "--", *command]
     return argv

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from ._errors import SandboxUnavailable
-from ._worker import Worker
+from ._worker import JailedProcess
 
 log = logging.getLogger("coderunner.pool")
 
@@ -16,11 +16,11 @@ log = logging.getLogger("coderunner.pool")
 class WorkerPool:
     """Keeps ``size`` ready single-use workers of one runtime and refills in the background."""
 
-    def __init__(self, name: str, spawn: Callable[[], Awaitable[Worker]], size: int) -> None:
+    def __init__(self, name: str, spawn: Callable[[], Awaitable[JailedProcess]], size: int) -> None:
         self.name = name
         self.size = max(1, size)
         self._spawn = spawn
-        self._ready: asyncio.Queue[Worker | BaseException] = asyncio.Queue()
+        self._ready: asyncio.Queue[JailedProcess | BaseException] = asyncio.Queue()
         self._starting = 0
         self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -30,7 +30,7 @@ class WorkerPool:
 
     @property
     def ready_count(self) -> int:
-        return sum(1 for w in self._ready._queue if isinstance(w, Worker))  # type: ignore[attr-defined]
+        return sum(1 for w in self._ready._queue if isinstance(w, JailedProcess))  # type: ignore[attr-defined]
 
     @property
     def starting_count(self) -> int:
@@ -45,7 +45,7 @@ class WorkerPool:
             task.add_done_callback(self._tasks.discard)
 
     async def _start_one(self) -> None:
-        worker: Worker | None = None
+        worker: JailedProcess | None = None
         try:
             worker = await self._spawn()
             await worker.wait_ready()
@@ -64,7 +64,7 @@ class WorkerPool:
         finally:
             self._starting -= 1
 
-    async def acquire(self) -> Worker:
+    async def acquire(self) -> JailedProcess:
         """A ready worker, waiting for one being started if none is ready yet."""
         while True:
             self.fill()
@@ -75,9 +75,7 @@ class WorkerPool:
             if item.alive:
                 return item
             self.replaced += 1
-            log.warning(
-                "pool %s: worker pid %s died while idle; replaced", self.name, item.process.pid
-            )
+            log.warning("pool %s: a worker died while idle; replaced", self.name)
             await item.kill()
 
     async def close(self) -> None:
@@ -90,5 +88,5 @@ class WorkerPool:
                 await task
         while not self._ready.empty():
             item = self._ready.get_nowait()
-            if isinstance(item, Worker):
+            if isinstance(item, JailedProcess):
                 await item.kill()

@@ -39,13 +39,13 @@ def _export(filt) -> bytes:  # type: ignore[no-untyped-def]
         return out.read()
 
 
-def compile_jail_filter(policy: SandboxPolicy) -> bytes:
-    """The filter bubblewrap installs before it starts the runtime."""
-    sc = _load_library()
+def _jail_rules(sc, policy: SandboxPolicy, allow: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
     filt = sc.SyscallFilter(sc.ALLOW)
     # Any other ABI (i386 int 0x80, x32) would dodge rules written for the native one.
     filt.set_attr(sc.Attr.ACT_BADARCH, sc.KILL_PROCESS)
     for name in policy.denied_syscalls:
+        if name in allow:
+            continue
         try:
             filt.add_rule(sc.ERRNO(errno.EPERM), name)
         except Exception:  # a syscall this kernel/arch does not have
@@ -59,6 +59,31 @@ def compile_jail_filter(policy: SandboxPolicy) -> bytes:
         filt.add_rule(sc.ERRNO(errno.EAFNOSUPPORT), name, *rule_args)
     # TIOCSTI would push keystrokes into a terminal; there is none, but refuse anyway.
     filt.add_rule(sc.ERRNO(errno.EPERM), "ioctl", sc.Arg(1, sc.MASKED_EQ, 0xFFFFFFFF, 0x5412))
+    return filt
+
+
+def compile_jail_filter(policy: SandboxPolicy) -> bytes:
+    """The filter bubblewrap installs before it starts a single-use runtime."""
+    return _export(_jail_rules(_load_library(), policy))
+
+
+# RELAXATION (fork server only): it may unshare and mount to give each child fresh
+# namespaces and its own /tmp.  Each child then adds the full child filter below.
+FORK_SERVER_ALLOWED = ("unshare", "mount", "umount2")
+
+
+def compile_fork_server_filter(policy: SandboxPolicy) -> bytes:
+    """The filter bubblewrap installs before it starts the Python fork server."""
+    return _export(_jail_rules(_load_library(), policy, allow=FORK_SERVER_ALLOWED))
+
+
+def compile_child_filter(policy: SandboxPolicy) -> bytes:
+    """The filter a fork-server child loads before its job: the jail's rules, no exec,
+    and no Unix-socket rendezvous (bind/connect/listen) with its siblings."""
+    sc = _load_library()
+    filt = _jail_rules(sc, policy)
+    for name in (*EXEC_SYSCALLS, "bind", "connect", "listen", "accept", "accept4"):
+        filt.add_rule(sc.ERRNO(errno.EPERM), name)
     return _export(filt)
 
 

@@ -30,7 +30,10 @@ class Settings:
     result_limit_bytes: int = _setting(16 * MiB, "Largest encoded result (else output_limit).")
     max_processes: int = _setting(16, "Processes and threads one execution may have.")
     tmp_size_mb: int = _setting(16, "Size of the in-memory scratch /tmp of one execution.")
-    python_pool_size: int = _setting(4, "Pre-started jailed Python workers kept ready.")
+    python_pool_size: int = _setting(8, "Pre-forked isolated Python children kept ready.")
+    python_fork_servers: int = _setting(
+        min(4, os.cpu_count() or 1), "Jailed Python fork servers (one per core scales best)."
+    )
     javascript_pool_size: int = _setting(2, "Pre-started jailed JavaScript workers kept ready.")
     max_concurrency: int = _setting(
         max(2, 2 * (os.cpu_count() or 1)), "Executions running at once."

@@ -118,8 +118,206 @@ class _Capture:
         return self.data().decode("utf-8", errors="replace")
 
 
-class Worker:
-    """A jailed runner started ahead of demand; ``execute`` may be called once."""
+class JailedProcess:
+    """What every worker shares: send one job, collect its result, interpret the outcome.
+
+    Subclasses say how the job reaches the jailed runner, how its exit is observed
+    and how it is killed (a whole bwrap jail, or a child of the fork server).
+    """
+
+    runtime: Runtime
+    state: WorkerState
+    _cgroup: CgroupSlot | None
+    _result: asyncio.StreamReader | None
+    _stdout: _Capture | None
+    _stderr: _Capture | None
+
+    async def wait_ready(self, timeout_s: float = 30.0) -> None:
+        raise NotImplementedError
+
+    async def _deliver(self, job: bytes) -> None:
+        raise NotImplementedError
+
+    async def _wait_exit(self) -> int | None:
+        raise NotImplementedError
+
+    def _exit_code(self) -> int | None:
+        raise NotImplementedError
+
+    def _limit_memory(self, memory_mb: int) -> None:
+        """Per-job memory limits set from the host (the cgroup; for Deno, RLIMIT_DATA)."""
+        if self._cgroup:
+            overhead = _RUNTIME_OVERHEAD_MB[self.runtime.language] + 16
+            self._cgroup.set_memory_limit((memory_mb + overhead) * 1024 * 1024)
+
+    @property
+    def alive(self) -> bool:
+        raise NotImplementedError
+
+    def _terminate(self) -> None:
+        """Send the kill (SIGKILL to the jail, and to its cgroup); do not wait."""
+        raise NotImplementedError
+
+    async def _reap(self) -> None:
+        """Wait for the exit (bounded) and remove what the worker left on the host."""
+        raise NotImplementedError
+
+    async def kill(self) -> None:
+        """Kill the worker and wait until it is gone."""
+        self.state = WorkerState.DONE
+        self._terminate()
+        await self._reap()
+
+    async def _remove_cgroup(self) -> None:
+        if self._cgroup:
+            for _ in range(100):
+                if self._cgroup.remove():
+                    return
+                self._cgroup.kill_all()
+                await asyncio.sleep(0.01)
+            log.warning("could not remove cgroup %s", self._cgroup.dirs)
+
+    # -- run -------------------------------------------------------------------------
+
+    async def execute(
+        self,
+        code: str,
+        inputs: dict[str, Any],
+        timeout_ms: int,
+        memory_mb: int,
+        result_limit_bytes: int,
+    ) -> ExecutionResult:
+        """Send the job, wait for its result or the deadline, then tear the jail down."""
+        assert self.state is WorkerState.READY, self.state
+        self.state = WorkerState.RUNNING
+        language = self.runtime.language
+        self._limit_memory(memory_mb)
+        job = json.dumps(
+            {
+                "code": code,
+                "inputs": inputs,
+                "memory_mb": memory_mb,
+                "result_limit_bytes": result_limit_bytes,
+            },
+            ensure_ascii=False,
+        ).encode("utf-8", "surrogatepass")
+        started = time.perf_counter()
+        await self._deliver(job)
+        assert self._result is not None
+        result_task = asyncio.ensure_future(self._result.read(result_limit_bytes + _FRAME_OVERHEAD))
+        exit_task = asyncio.ensure_future(self._wait_exit())
+        timed_out = False
+        try:
+            await asyncio.wait_for(
+                asyncio.shield(_first_meaningful(result_task, exit_task)), timeout_ms / 1000
+            )
+        except TimeoutError:
+            timed_out = True
+        duration_ms = (time.perf_counter() - started) * 1000
+        frame = result_task.result() if result_task.done() and not result_task.cancelled() else b""
+        # The execution is over: kill whatever is left of it now (daemons, threads), so
+        # the output pipes reach EOF; reaping and clean-up need not delay the answer.
+        self._terminate()
+        result_task.cancel()
+        exit_task.cancel()
+        assert self._stdout is not None and self._stderr is not None
+        await asyncio.wait({self._stdout.task, self._stderr.task}, timeout=2)
+        memory_hit = self._cgroup.memory_exceeded() if self._cgroup else False
+        if _has_header(frame) and not timed_out:
+            _in_background(self._reap())
+            returncode = None
+        else:  # how it ended matters (a crash, a memory kill): wait for the exit status
+            await self._reap()
+            returncode = self._exit_code()
+        result = ExecutionResult(
+            ok=False,
+            language=language,
+            duration_ms=round(duration_ms, 3),
+            stdout=self._stdout.text(),
+            stderr=self._stderr.text(),
+            stdout_truncated=self._stdout.truncated,
+            stderr_truncated=self._stderr.truncated,
+        )
+        if timed_out:
+            result.error = ErrorDetail(
+                type=ErrorType.TIMEOUT,
+                message=f"the snippet ran longer than its {timeout_ms} ms limit and was killed",
+            )
+            return result
+        self._interpret(result, frame, returncode, memory_hit, memory_mb, result_limit_bytes)
+        return result
+
+    def _interpret(
+        self,
+        result: ExecutionResult,
+        frame: bytes,
+        returncode: int | None,
+        memory_hit: bool,
+        memory_mb: int,
+        result_limit_bytes: int,
+    ) -> None:
+        header_line, newline, body = frame.partition(b"\n")
+        header: dict[str, Any] | None = None
+        if newline:
+            with contextlib.suppress(ValueError):
+                header = json.loads(header_line)
+        if not isinstance(header, dict) or "ok" not in header:
+            result.error = self._no_result_error(
+                returncode, memory_hit, memory_mb, len(frame) > result_limit_bytes
+            )
+            return
+        if header["ok"] is True:
+            try:
+                result.result = json.loads(body)
+            except (ValueError, RecursionError):
+                result.error = ErrorDetail(
+                    type=ErrorType.SANDBOX_ERROR, message="the runner sent an unreadable result"
+                )
+                return
+            result.ok = True
+            return
+        try:
+            result.error = ErrorDetail.model_validate(header.get("error"))
+        except ValueError:
+            result.error = ErrorDetail(
+                type=ErrorType.SANDBOX_ERROR, message="the runner sent an unreadable error"
+            )
+        if result.error.type is ErrorType.SANDBOX_ERROR:  # only the host says that
+            result.error.type = ErrorType.RUNTIME_ERROR
+        if result.error.type is ErrorType.MEMORY_LIMIT:
+            result.error.message = f"the snippet went over its memory limit of {memory_mb} MB"
+
+    def _no_result_error(
+        self, returncode: int | None, memory_hit: bool, memory_mb: int, too_big: bool
+    ) -> ErrorDetail:
+        if too_big:
+            return ErrorDetail(type=ErrorType.OUTPUT_LIMIT, message="the result is too large")
+        # V8 dies with SIGTRAP (or SIGABRT) when its heap limit is reached.
+        v8_oom = self.runtime.language is Language.JAVASCRIPT and returncode in (
+            -signal.SIGTRAP,
+            -signal.SIGABRT,
+            128 + signal.SIGTRAP,
+            128 + signal.SIGABRT,
+        )
+        if memory_hit or v8_oom:
+            return ErrorDetail(
+                type=ErrorType.MEMORY_LIMIT,
+                message=f"the snippet went over its memory limit of {memory_mb} MB and was killed",
+            )
+        how = (
+            f"was killed by signal {-returncode}"
+            if returncode is not None and returncode < 0
+            else f"exited with status {returncode}"
+        )
+        return ErrorDetail(
+            type=ErrorType.RUNTIME_ERROR,
+            name="Exit",
+            message=f"the snippet's process {how} before returning a result",
+        )
+
+
+class Worker(JailedProcess):
+    """A whole bwrap jail started ahead of demand; ``execute`` may be called once."""
 
     def __init__(
         self,
@@ -256,169 +454,47 @@ class Worker:
     def alive(self) -> bool:
         return self.process.returncode is None
 
-    # -- run -------------------------------------------------------------------------
-
-    async def execute(
-        self,
-        code: str,
-        inputs: dict[str, Any],
-        timeout_ms: int,
-        memory_mb: int,
-        result_limit_bytes: int,
-    ) -> ExecutionResult:
-        """Send the job, wait for its result or the deadline, then tear the jail down."""
-        assert self.state is WorkerState.READY, self.state
-        self.state = WorkerState.RUNNING
-        language = self.runtime.language
-        if self._cgroup:
-            overhead = _RUNTIME_OVERHEAD_MB[language] + 16
-            self._cgroup.set_memory_limit((memory_mb + overhead) * 1024 * 1024)
-        if language is Language.JAVASCRIPT:
-            # V8's heap limit is the main wall; this caps ArrayBuffers and the rest.
-            self._limit_descendants(resource.RLIMIT_DATA, (memory_mb * 2 + 512) * 1024 * 1024)
-        job = json.dumps(
-            {
-                "code": code,
-                "inputs": inputs,
-                "memory_mb": memory_mb,
-                "result_limit_bytes": result_limit_bytes,
-            },
-            ensure_ascii=False,
-        ).encode("utf-8", "surrogatepass")
-        started = time.perf_counter()
+    async def _deliver(self, job: bytes) -> None:
         stdin = self.process.stdin
         assert stdin is not None
-        result_task = asyncio.ensure_future(self._result.read(result_limit_bytes + _FRAME_OVERHEAD))
-        exit_task = asyncio.ensure_future(self.process.wait())
         try:
             stdin.write(job)
             await stdin.drain()
             stdin.close()
         except (BrokenPipeError, ConnectionResetError):
             pass
-        timed_out = False
-        try:
-            await asyncio.wait_for(
-                asyncio.shield(_first_meaningful(result_task, exit_task)), timeout_ms / 1000
-            )
-        except TimeoutError:
-            timed_out = True
-        duration_ms = (time.perf_counter() - started) * 1000
-        frame = result_task.result() if result_task.done() and not result_task.cancelled() else b""
-        await self.kill()
-        result_task.cancel()
-        exit_task.cancel()
-        await asyncio.wait({self._stdout.task, self._stderr.task}, timeout=2)
-        returncode = self.process.returncode
-        memory_hit = self._cgroup.memory_exceeded() if self._cgroup else False
-        result = ExecutionResult(
-            ok=False,
-            language=language,
-            duration_ms=round(duration_ms, 3),
-            stdout=self._stdout.text(),
-            stderr=self._stderr.text(),
-            stdout_truncated=self._stdout.truncated,
-            stderr_truncated=self._stderr.truncated,
-        )
-        if timed_out:
-            result.error = ErrorDetail(
-                type=ErrorType.TIMEOUT,
-                message=f"the snippet ran longer than its {timeout_ms} ms limit and was killed",
-            )
-            return result
-        self._interpret(result, frame, returncode, memory_hit, memory_mb, result_limit_bytes)
-        return result
 
-    def _interpret(
-        self,
-        result: ExecutionResult,
-        frame: bytes,
-        returncode: int | None,
-        memory_hit: bool,
-        memory_mb: int,
-        result_limit_bytes: int,
-    ) -> None:
-        header_line, newline, body = frame.partition(b"\n")
-        header: dict[str, Any] | None = None
-        if newline:
-            with contextlib.suppress(ValueError):
-                header = json.loads(header_line)
-        if not isinstance(header, dict) or "ok" not in header:
-            result.error = self._no_result_error(
-                returncode, memory_hit, memory_mb, len(frame) > result_limit_bytes
-            )
-            return
-        if header["ok"] is True:
-            try:
-                result.result = json.loads(body)
-            except (ValueError, RecursionError):
-                result.error = ErrorDetail(
-                    type=ErrorType.SANDBOX_ERROR, message="the runner sent an unreadable result"
-                )
-                return
-            result.ok = True
-            return
-        try:
-            result.error = ErrorDetail.model_validate(header.get("error"))
-        except ValueError:
-            result.error = ErrorDetail(
-                type=ErrorType.SANDBOX_ERROR, message="the runner sent an unreadable error"
-            )
-        if result.error.type is ErrorType.SANDBOX_ERROR:  # only the host says that
-            result.error.type = ErrorType.RUNTIME_ERROR
-        if result.error.type is ErrorType.MEMORY_LIMIT:
-            result.error.message = f"the snippet went over its memory limit of {memory_mb} MB"
+    async def _wait_exit(self) -> int | None:
+        return await self.process.wait()
 
-    def _no_result_error(
-        self, returncode: int | None, memory_hit: bool, memory_mb: int, too_big: bool
-    ) -> ErrorDetail:
-        if too_big:
-            return ErrorDetail(type=ErrorType.OUTPUT_LIMIT, message="the result is too large")
-        # V8 dies with SIGTRAP (or SIGABRT) when its heap limit is reached.
-        v8_oom = self.runtime.language is Language.JAVASCRIPT and returncode in (
-            -signal.SIGTRAP,
-            -signal.SIGABRT,
-            128 + signal.SIGTRAP,
-            128 + signal.SIGABRT,
-        )
-        if memory_hit or v8_oom:
-            return ErrorDetail(
-                type=ErrorType.MEMORY_LIMIT,
-                message=f"the snippet went over its memory limit of {memory_mb} MB and was killed",
-            )
-        how = (
-            f"was killed by signal {-returncode}"
-            if returncode is not None and returncode < 0
-            else f"exited with status {returncode}"
-        )
-        return ErrorDetail(
-            type=ErrorType.RUNTIME_ERROR,
-            name="Exit",
-            message=f"the snippet's process {how} before returning a result",
-        )
+    def _exit_code(self) -> int | None:
+        return self.process.returncode
+
+    def _limit_memory(self, memory_mb: int) -> None:
+        super()._limit_memory(memory_mb)
+        if self.runtime.language is Language.JAVASCRIPT:
+            # V8's heap limit is the main wall; this caps ArrayBuffers and the rest.
+            self._limit_descendants(resource.RLIMIT_DATA, (memory_mb * 2 + 512) * 1024 * 1024)
 
     # -- teardown ----------------------------------------------------------------------
 
-    async def kill(self) -> None:
-        """Kill the jail (SIGKILL to bwrap tears the pid namespace down) and reap it."""
+    def _terminate(self) -> None:
+        """SIGKILL to bwrap: --die-with-parent takes its pid namespace, and all in it, along."""
         self.state = WorkerState.DONE
         if self.process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.process.send_signal(signal.SIGKILL)
         if self._cgroup:
             self._cgroup.kill_all()
+
+    async def _reap(self) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.process.wait(), 5)
         if self._keepalive is not None:
             os.close(self._keepalive)
             self._keepalive = None
         shutil.rmtree(self._workdir, ignore_errors=True)
-        if self._cgroup:
-            for _ in range(50):
-                if self._cgroup.remove():
-                    break
-                self._cgroup.kill_all()
-                await asyncio.sleep(0.01)
+        await self._remove_cgroup()
 
 
 async def _first_meaningful(result_task: asyncio.Future, exit_task: asyncio.Future) -> None:
@@ -428,6 +504,27 @@ async def _first_meaningful(result_task: asyncio.Future, exit_task: asyncio.Futu
         # The jail is gone; whatever reached the FIFO is all there is.
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.shield(result_task), 1)
+
+
+_BACKGROUND: set[asyncio.Task[None]] = set()
+
+
+def _in_background(coroutine: Any) -> None:
+    """Run clean-up after the answer; keep a reference so the task is not collected."""
+    task = asyncio.ensure_future(coroutine)
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
+
+
+async def wait_for_cleanups(timeout_s: float = 10.0) -> None:
+    """Wait for clean-ups still running (called when an engine closes)."""
+    if _BACKGROUND:
+        await asyncio.wait(set(_BACKGROUND), timeout=timeout_s)
+
+
+def _has_header(frame: bytes) -> bool:
+    header, newline, _ = frame.partition(b"\n")
+    return bool(newline) and header.startswith(b"{")
 
 
 def _descendants(pid: int) -> list[int]:

@@ -132,6 +132,19 @@ def check_json(value: object, path: str = "result", depth: int = 0, seen: tuple 
             )
         seen = (*seen, id(value))
         if isinstance(value, dict):
+            json_keys: dict = {}
+            for key in value:
+                if not isinstance(key, (str, int, float, bool)) and key is not None:
+                    continue  # refused with its own message below
+                json_key = json.dumps(key if isinstance(key, str) else json.dumps(key))
+                if json_key in json_keys:
+                    raise SerializationProblem(
+                        _child_path(path, key),
+                        f"{type(key).__name__} key",
+                        f"it and the key {json_keys[json_key]!r} both become the JSON key "
+                        f"{json_key}, so one value would be lost",
+                    )
+                json_keys[json_key] = key
             for key, item in value.items():
                 if not isinstance(key, (str, int, float, bool)) and key is not None:
                     raise SerializationProblem(
@@ -244,8 +257,44 @@ async def _await(value):  # type: ignore[no-untyped-def]
     return await value
 
 
+class ExitCalled(SystemExit):
+    """os._exit() called by the snippet in the runner's own process."""
+
+    how = "os._exit"
+
+
+# Shown as the builtin it stands for: the traceback names no runner internals.
+ExitCalled.__name__ = ExitCalled.__qualname__ = "SystemExit"
+ExitCalled.__module__ = "builtins"
+
+
+def _guard_os_exit() -> object:
+    """Make os._exit in this process raise (it would end the runner without a result).
+
+    A forked child of the snippet still exits for real.  Returns the real os._exit.
+    """
+    real_exit = os._exit
+    runner_pid = os.getpid()
+
+    def _exit(status: int) -> None:
+        if os.getpid() == runner_pid:
+            raise ExitCalled(status)
+        real_exit(status)
+
+    os._exit = _exit
+    return real_exit
+
+
 def run_snippet(code: str, inputs: dict) -> dict:
     """Run one snippet; returns the header dict (and sets 'body' when ok)."""
+    real_exit = _guard_os_exit()
+    try:
+        return _run_snippet(code, inputs)
+    finally:
+        os._exit = real_exit
+
+
+def _run_snippet(code: str, inputs: dict) -> dict:
     linecache.cache[SNIPPET] = (len(code), None, code.splitlines(True), SNIPPET)
     try:
         compiled = compile_snippet(code)
@@ -307,7 +356,8 @@ def run_snippet(code: str, inputs: dict) -> dict:
         }
     except SystemExit as exc:
         error = error_from_exception(exc, 0)
-        error["message"] = f"the snippet called sys.exit({exc.code!r}) instead of returning a value"
+        how = getattr(exc, "how", "sys.exit")
+        error["message"] = f"the snippet called {how}({exc.code!r}) instead of returning a value"
         return {"ok": False, "error": error}
     except BaseException as exc:
         return {"ok": False, "error": error_from_exception(exc, 0)}
@@ -350,11 +400,11 @@ def run_snippet(code: str, inputs: dict) -> dict:
     return {"ok": True, "body": body}
 
 
-def _vm_size_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmSize:"):
-                return int(line.split()[1]) * 1024
+def _vm_size_bytes(status_fd: int) -> int:
+    """VmSize from an open /proc/self/status (the fork server's children hide /proc)."""
+    for line in os.pread(status_fd, 8192, 0).decode().splitlines():
+        if line.startswith("VmSize:"):
+            return int(line.split()[1]) * 1024
     return 0
 
 
@@ -362,12 +412,21 @@ def main() -> None:
     refuse_program_starts()
     result_fd = os.open(RESULT_PATH, os.O_WRONLY)
     os.write(result_fd, b"ready\n")
+    serve_job(result_fd, os.open("/proc/self/status", os.O_RDONLY))
+
+
+def serve_job(result_fd: int, status_fd: int) -> None:
+    """Read the job from stdin, run it, write the frame to result_fd and exit.
+
+    Shared by this single-use runner and the fork server's children (python_zygote.py).
+    """
     job = json.loads(sys.stdin.buffer.read())
     null = os.open("/dev/null", os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
     # "The snippet's memory": what it allocates on top of the warm runner.
-    limit = _vm_size_bytes() + job["memory_mb"] * 1024 * 1024
+    limit = _vm_size_bytes(status_fd) + job["memory_mb"] * 1024 * 1024
+    os.close(status_fd)
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     header = run_snippet(job["code"], job["inputs"])
     body = header.pop("body", None)

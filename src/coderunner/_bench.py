@@ -1,0 +1,269 @@
+"""`coderunner bench`: warm jailed executions against naive process-per-run baselines.
+
+Every path runs the same snippet (sum and mean of 1,000 numbers passed as an input) in
+the same invocation, so the ratios hold even where absolute times are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ._engine import Engine
+from ._models import ExecutionRequest, Language
+from ._policy import deno_executable
+from ._settings import Settings
+
+NUMBERS = list(range(1000))
+SNIPPETS = {
+    Language.PYTHON: (
+        "def main(numbers):\n"
+        "    s = sum(numbers)\n"
+        "    return {'sum': s, 'mean': s / len(numbers)}\n"
+    ),
+    Language.JAVASCRIPT: (
+        "function main(numbers) {\n"
+        "  const s = numbers.reduce((a, b) => a + b, 0);\n"
+        "  return { sum: s, mean: s / numbers.length };\n"
+        "}\n"
+    ),
+}
+EXPECTED = {"sum": sum(NUMBERS), "mean": sum(NUMBERS) / len(NUMBERS)}
+
+# The naive baselines: a fresh interpreter per run, the inputs as JSON on stdin.
+NAIVE_PYTHON = (
+    "import json,sys\nnumbers=json.load(sys.stdin)['numbers']\ns=sum(numbers)\n"
+    "print(json.dumps({'sum': s, 'mean': s / len(numbers)}))"
+)
+NAIVE_DENO = (
+    "const t = await new Response(Deno.stdin.readable).text();"
+    "const numbers = JSON.parse(t).numbers; const s = numbers.reduce((a, b) => a + b, 0);"
+    "console.log(JSON.stringify({sum: s, mean: s / numbers.length}));"
+)
+
+
+@dataclass
+class Measurement:
+    """Latency percentiles and throughput of one path."""
+
+    path: str
+    concurrency: int
+    runs: int
+    p50_ms: float
+    p95_ms: float
+    per_second: float
+
+
+async def measure(
+    path: str, call: Callable[[], Awaitable[None]], seconds: float, concurrency: int
+) -> Measurement:
+    """Run ``call`` from ``concurrency`` loops for ``seconds``; record every latency."""
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def loop() -> None:
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            await call()
+            latencies.append((time.perf_counter() - started) * 1000)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(loop() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return Measurement(
+        path, concurrency, len(latencies), round(statistics.median(latencies), 2),
+        round(latencies[int(len(latencies) * 0.95) - 1], 2), round(len(latencies) / elapsed, 1),
+    )  # fmt: skip
+
+
+async def _run_process(argv: list[str], stdin: bytes) -> None:
+    process = await asyncio.create_subprocess_exec(
+        *argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={}
+    )
+    out, err = await process.communicate(stdin)
+    if json.loads(out) != EXPECTED:
+        raise RuntimeError(f"baseline gave {out!r} {err!r}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants (shared pages counted once
+    per process, so an upper bound)."""
+    total, queue = 0, [pid]
+    while queue:
+        current = queue.pop()
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{current}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            for tid in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{tid}/children") as f:
+                    queue.extend(int(c) for c in f.read().split())
+    return round(total / 1024, 1)
+
+
+async def _bench_http(seconds: float, port: int, report: dict[str, Any]) -> list[Measurement]:
+    import httpx
+
+    port = port or _free_port()
+    started = time.perf_counter()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "coderunner", "serve", "--port", str(port),
+         "--log-level", "warning", "--queue-size", "1000"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    results: list[Measurement] = []
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            while True:
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get("/healthz")).status_code == 200:
+                        break
+                if server.poll() is not None or time.perf_counter() - started > 30:
+                    raise RuntimeError(f"server did not start: {server.stderr.read()!r}")  # type: ignore[union-attr]
+                await asyncio.sleep(0.005)
+            report["healthz_after_start_s"] = round(time.perf_counter() - started, 3)
+            first = await client.post(
+                "/v1/execute",
+                json={"language": "python", "code": "1 + 1"},
+            )
+            assert first.json()["result"] == 2, first.text
+            report["first_execution_after_start_s"] = round(time.perf_counter() - started, 3)
+            await asyncio.sleep(2)  # let the pools warm
+            report["service_idle_rss_mb"] = _tree_rss_mb(server.pid)
+            for language in Language:
+                body = {"language": language.value, "code": SNIPPETS[language],
+                        "inputs": {"numbers": NUMBERS}}  # fmt: skip
+
+                async def call(body: dict[str, Any] = body) -> None:
+                    response = await client.post("/v1/execute", json=body)
+                    data = response.json()
+                    if not data.get("ok") or data["result"] != EXPECTED:
+                        raise RuntimeError(f"HTTP execution failed: {response.text[:500]}")
+
+                await measure("warm-up", call, 0.5, 8)
+                results.append(await measure(f"{language.value} via HTTP", call, seconds, 8))
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    return results
+
+
+async def run_benchmark(seconds: float, port: int = 0) -> dict[str, Any]:
+    """Every path of the benchmark; returns the numbers as a dict."""
+    report: dict[str, Any] = {"machine": {"cpus": os.cpu_count()}, "results": []}
+    results: list[Measurement] = []
+    settings = Settings.from_env()
+    async with Engine(settings) as engine:
+        for language in Language:
+            request = ExecutionRequest(
+                language=language, code=SNIPPETS[language], inputs={"numbers": NUMBERS}
+            )
+
+            async def call(request: ExecutionRequest = request) -> None:
+                result = await engine.execute(request)
+                if not result.ok or result.result != EXPECTED:
+                    raise RuntimeError(f"execution failed: {result.error}")
+
+            await measure("warm-up", call, 1.0, 2)
+            await asyncio.sleep(0.5)
+            results.append(await measure(f"{language.value} via API, 1 client", call, seconds, 1))
+            results.append(await measure(f"{language.value} via API, 8 clients", call, seconds, 8))
+    results += await _bench_http(seconds, port, report)
+    stdin = json.dumps({"numbers": NUMBERS}).encode()
+    python = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+    with tempfile.TemporaryDirectory() as deno_dir:
+        deno = [deno_executable(), "run", "--no-prompt", "--no-config", "-"]
+        naive = {
+            "naive python -I -S per run": ([python, "-I", "-S", "-c", NAIVE_PYTHON], stdin),
+            "naive deno run per run": (deno, NAIVE_DENO.encode()),
+        }
+        for name, (argv, data) in naive.items():
+            if "deno" in name:
+                # `deno run -` reads the program from stdin; the input comes inline.
+                program = NAIVE_DENO.replace(
+                    "await new Response(Deno.stdin.readable).text()", repr(stdin.decode())
+                ).encode()
+                os.environ.setdefault("DENO_DIR", deno_dir)
+
+                async def call(argv: list[str] = argv, program: bytes = program) -> None:
+                    process = await asyncio.create_subprocess_exec(
+                        *argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, env={"DENO_DIR": deno_dir, "NO_COLOR": "1"},
+                    )  # fmt: skip
+                    out, err = await process.communicate(program)
+                    if json.loads(out) != EXPECTED:
+                        raise RuntimeError(f"deno baseline gave {out!r} {err!r}")
+
+            else:
+
+                async def call(argv: list[str] = argv, data: bytes = data) -> None:
+                    await _run_process(argv, data)
+
+            results.append(await measure(name, call, seconds, 1))
+            results.append(await measure(name + ", 8 clients", call, seconds, 8))
+    report["results"] = [asdict(m) for m in results]
+    return report
+
+
+def render(report: dict[str, Any]) -> str:
+    """The report as a table with ratios against the naive baselines."""
+    rows = {r["path"]: r for r in report["results"]}
+    base = {
+        "python": rows.get("naive python -I -S per run"),
+        "javascript": rows.get("naive deno run per run"),
+    }
+    base_tp = {
+        "python": rows.get("naive python -I -S per run, 8 clients"),
+        "javascript": rows.get("naive deno run per run, 8 clients"),
+    }
+    lines = [
+        f"{'path':<42} {'conc':>4} {'runs':>6} {'p50 ms':>8} {'p95 ms':>8} {'per s':>8} "
+        f"{'p50 vs naive':>13} {'per s vs naive':>15}",
+    ]
+    for r in report["results"]:
+        language = "javascript" if r["path"].startswith(("javascript", "naive deno")) else "python"
+        b, bt = base[language], base_tp[language]
+        lat = f"{b['p50_ms'] / r['p50_ms']:.1f}x faster" if b else ""
+        tp = f"{r['per_second'] / bt['per_second']:.1f}x" if bt else ""
+        lines.append(
+            f"{r['path']:<42} {r['concurrency']:>4} {r['runs']:>6} {r['p50_ms']:>8} "
+            f"{r['p95_ms']:>8} {r['per_second']:>8} {lat:>13} {tp:>15}"
+        )
+    for key in ("healthz_after_start_s", "first_execution_after_start_s", "service_idle_rss_mb"):
+        if key in report:
+            lines.append(f"{key}: {report[key]}")
+    return "\n".join(lines)
+
+
+def main_bench(args: argparse.Namespace) -> int:
+    """Entry point of `coderunner bench`."""
+    report = asyncio.run(run_benchmark(args.seconds, args.port))
+    print(render(report))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+    return 0

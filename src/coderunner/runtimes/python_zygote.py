@@ -1,0 +1,224 @@
+"""The Python fork server: runs inside the jail, forks one fresh child per execution.
+
+It has imported the runner (and with it the common standard library) once; each child
+is a copy that gets its own pid, mount and ipc namespaces, a private in-memory /tmp, no
+/proc of its siblings, no capabilities and the full seccomp filter before it reads its
+job.  The server itself never runs user code.
+
+Control protocol on a SOCK_SEQPACKET socket (fd given as argv[1]):
+  host → server  b"fork"                      prepare one more child
+  server → host  b"up"                        the server is ready
+  server → host  b"ready <pid>" + [socket]    a child exists; the socket reaches it
+  server → host  b"exit <pid> <code>"         a child ended (code as in subprocess)
+Child protocol on its own socket:
+  child → host   b"ready"                     isolated, filtered, waiting
+  host → child   b"job" + [stdin, stdout, stderr, result]
+and then the runner protocol of python_runner.py on those four descriptors.
+"""
+
+import sys
+
+sys.path.insert(0, "/runner")
+
+import ctypes
+import fcntl
+import os
+import resource
+import selectors
+import signal
+import socket
+
+import python_runner as runner
+
+CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWPID = 0x00020000, 0x08000000, 0x20000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 1 << 14, 1 << 18
+PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER, PR_CAP_AMBIENT = 4, 36, 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+CAP_SYS_ADMIN = 21
+CHILD_FILTER_PATH = "/run/child.bpf"
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+def check(rc: int, what: str) -> None:
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+class CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+def set_capabilities(keep: int) -> None:
+    """Keep only the capabilities in the bit mask ``keep`` (0 drops them all)."""
+    check(libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "clear ambient caps")
+    header = CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
+    data = (CapData * 2)()
+    data[0].effective = data[0].permitted = keep & 0xFFFFFFFF
+    data[1].effective = data[1].permitted = keep >> 32
+    check(libc.capset(ctypes.byref(header), data), "capset")
+
+
+def load_filter(program: bytes) -> None:
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+
+    buf = ctypes.create_string_buffer(program, len(program))
+    fprog = SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_char_p))
+    check(libc.prctl(22, 2, ctypes.byref(fprog), 0, 0), "seccomp")  # PR_SET_SECCOMP, FILTER
+
+
+class Config:
+    def __init__(self, argv: list[str]) -> None:
+        self.control_fd = int(argv[1])
+        self.tmp_size_mb = int(argv[2])
+        self.max_processes = int(argv[3])
+        self.max_open_files = int(argv[4])
+        self.max_file_mb = int(argv[5])
+
+
+def _high(fd: int) -> int:
+    """Move fd to 100 or above, out of the way of the numbers a job's streams take."""
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD, 100)
+    os.close(fd)
+    return moved
+
+
+def become_execution(sock: socket.socket, config: Config, child_filter: bytes) -> None:
+    """In the child (pid 1 of its own namespace): isolate, then run one job and exit."""
+    status_fd = _high(os.open("/proc/self/status", os.O_RDONLY))
+    check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "make mounts private")
+    tmp_options = f"size={config.tmp_size_mb}m,mode=1777".encode()
+    check(libc.mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, tmp_options), "/tmp")
+    # /proc shows the server's pid namespace (its siblings): cover it with an empty,
+    # read-only tmpfs.  (bwrap's mounts are locked in this user namespace: no umount.)
+    check(
+        libc.mount(b"tmpfs", b"/proc", b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY,
+                   b"size=4k,mode=555"),
+        "hide /proc",
+    )  # fmt: skip
+    os.chdir("/tmp")
+    check(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "not dumpable")
+    for which, value in (
+        (resource.RLIMIT_NPROC, config.max_processes),
+        (resource.RLIMIT_NOFILE, config.max_open_files),
+        (resource.RLIMIT_FSIZE, config.max_file_mb * 1024 * 1024),
+        (resource.RLIMIT_CORE, 0),
+    ):
+        resource.setrlimit(which, (value, value))
+    set_capabilities(0)
+    load_filter(child_filter)
+    sock.send(b"ready")
+    _, fds, _, _ = socket.recv_fds(sock, 16, 4)
+    sock.close()
+    if len(fds) != 4:
+        os._exit(72)
+    high = [_high(fd) for fd in fds]  # out of the way of 0-4 before dup2
+    for target, fd in enumerate(high):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.dup2(status_fd, 4)
+    os.closerange(5, 1 << 16)  # nothing of the server's (its control socket, epoll, pipes)
+    runner.serve_job(3, 4)
+
+
+def fork_child(control: socket.socket, config: Config, child_filter: bytes) -> int | None:
+    """Fork a child into fresh namespaces; returns its pid (in our namespace)."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    # Set before the child can send: the host learns the child's pid as the host sees it.
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+    pid_r, pid_w = os.pipe()
+    intermediate = os.fork()
+    if intermediate == 0:
+        code = 70
+        try:
+            os.close(pid_r)
+            ours.close()
+            control.close()
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            check(libc.unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWPID), "unshare")
+            child = os.fork()  # the first process of the new pid namespace
+            if child:
+                os.write(pid_w, str(child).encode())
+                os._exit(0)
+            os.close(pid_w)
+            become_execution(theirs, config, child_filter)
+        except BaseException as exc:  # report; never return into the server's loop
+            os.write(2, f"coderunner fork server child: {exc}\n".encode())
+        os._exit(code)
+    os.close(pid_w)
+    theirs.close()
+    data = os.read(pid_r, 32)
+    os.close(pid_r)
+    os.waitpid(intermediate, 0)
+    if not data:
+        ours.close()
+        return None
+    child = int(data)
+    try:
+        socket.send_fds(control, [f"ready {child}".encode()], [ours.fileno()])
+    except OSError:  # the host is gone
+        os._exit(0)
+    ours.close()
+    return child
+
+
+def main() -> None:
+    config = Config(sys.argv)
+    with open(CHILD_FILTER_PATH, "rb") as f:
+        child_filter = f.read()
+    # Orphans (each child, once its intermediate exits) come to us, not to bwrap's init.
+    check(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "subreaper")
+    set_capabilities(1 << CAP_SYS_ADMIN)
+    control = socket.socket(fileno=config.control_fd)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    selector = selectors.DefaultSelector()
+    selector.register(control, selectors.EVENT_READ)
+    selector.register(wake_r, selectors.EVENT_READ)
+    children: set[int] = set()
+    control.send(b"up")
+    while True:
+        for key, _ in selector.select():
+            if key.fileobj is control:
+                message = control.recv(64)
+                if not message:  # the host is gone: so are we (and bwrap takes the rest)
+                    os._exit(0)
+                if message == b"fork":
+                    child = fork_child(control, config, child_filter)
+                    if child is None:
+                        control.send(b"error a fork-server child did not start")
+                    else:
+                        children.add(child)
+            else:
+                os.read(wake_r, 4096)
+            while True:  # reap on every wake-up; SIGCHLD may coalesce
+                try:
+                    pid, status = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if pid == 0:
+                    break
+                if pid in children:
+                    children.discard(pid)
+                    code = os.waitstatus_to_exitcode(status)
+                    try:
+                        control.send(f"exit {pid} {code}".encode())
+                    except OSError:  # the host is gone
+                        os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
