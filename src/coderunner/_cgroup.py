@@ -8,12 +8,14 @@ group of its own; the group is emptied and removed when the worker is done.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
 
 CONTROLLERS = ("pids", "memory")
+_managers = itertools.count(1)  # several engines in one process get separate trees
 
 
 def _own_cgroup_paths() -> dict[str, str]:
@@ -103,7 +105,7 @@ class CgroupManager:
     """Creates worker cgroups below one directory owned by this service."""
 
     def __init__(self, name: str | None = None) -> None:
-        self.name = name or f"coderunner-{os.getpid()}"
+        self.name = name or f"coderunner-{os.getpid()}-{next(_managers)}"
         self.bases: dict[str, Path] = {}
         self.v2 = False
         self.problem: str | None = None

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import select
 import signal
 import socket
 import struct
@@ -80,7 +81,7 @@ class ForkServer:
         command = [
             interpreter, "-I", "-S", "-B", "-u", f"{JAIL_RUNNER_DIR}/python_zygote.py",
             str(theirs.fileno()), str(policy.tmp_size_mb), str(policy.max_processes),
-            str(policy.max_open_files), str(policy.max_file_mb),
+            str(policy.max_open_files), str(policy.max_file_mb), str(policy.shm_size_mb),
         ]  # fmt: skip
         argv = bwrap_argv(
             policy, command, seccomp_fd=seccomp_fd, result_fifo=None,
@@ -234,7 +235,10 @@ class ForkedWorker(JailedProcess):
 
     @property
     def alive(self) -> bool:
-        return not self._exited.done()
+        if self._exited.done():
+            return False
+        # A pidfd turns readable when its process has exited.
+        return self._pidfd is None or not select.select([self._pidfd], [], [], 0)[0]
 
     async def _deliver(self, job: bytes) -> None:
         loop = asyncio.get_running_loop()

@@ -108,7 +108,8 @@ class SandboxPolicy:
     mounts: tuple[Mount, ...]
     # Host paths hidden under an empty tmpfs (e.g. site-packages inside the stdlib dir).
     masked: tuple[str, ...] = ()
-    tmp_size_mb: int = 16  # the only writable place: an in-memory /tmp
+    tmp_size_mb: int = 16  # the only writable places: an in-memory /tmp ...
+    shm_size_mb: int = 4  # ... and /dev/shm, both private to the execution
     max_processes: int = 16  # RLIMIT_NPROC inside the jail's own user namespace
     max_open_files: int = 256  # RLIMIT_NOFILE
     max_file_mb: int = 16  # RLIMIT_FSIZE: no single file larger than /tmp anyway
@@ -261,6 +262,9 @@ def bwrap_argv(
     argv += [
         "--proc", "/proc",
         "--dev", "/dev",
+        # /dev read-only, with a private, small /dev/shm (POSIX shared memory) of its own.
+        "--size", str(policy.shm_size_mb * 1024 * 1024), "--perms", "1777",
+        "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
         "--size", str(policy.tmp_size_mb * 1024 * 1024), "--perms", "1777", "--tmpfs", "/tmp",
         "--dir", "/run",
         "--ro-bind", exec_filter, JAIL_EXEC_FILTER,

@@ -452,7 +452,13 @@ class Worker(JailedProcess):
 
     @property
     def alive(self) -> bool:
-        return self.process.returncode is None
+        if self.process.returncode is not None:
+            return False
+        try:  # exited but not yet reaped by the event loop? (WNOWAIT leaves it to reap)
+            info = os.waitid(os.P_PID, self.process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return False
+        return info is None
 
     async def _deliver(self, job: bytes) -> None:
         stdin = self.process.stdin

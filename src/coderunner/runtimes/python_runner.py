@@ -13,6 +13,7 @@ import asyncio
 import base64
 import builtins
 import collections
+import contextlib
 import csv
 import ctypes
 import dataclasses
@@ -40,6 +41,9 @@ import unicodedata
 import urllib.parse
 import uuid
 import zoneinfo
+
+# The runner's own references: a snippet that monkeypatches json cannot garble the frame.
+_dumps, _loads = json.dumps, json.loads
 
 SNIPPET = "<snippet>"
 RESULT_PATH = "/run/result"
@@ -108,7 +112,7 @@ def _child_path(path: str, key: object) -> str:
         return f"{path}[{key}]"
     if isinstance(key, str) and key.isidentifier():
         return f"{path}.{key}"
-    return f"{path}[{json.dumps(key) if isinstance(key, str) else repr(key)}]"
+    return f"{path}[{_dumps(key) if isinstance(key, str) else repr(key)}]"
 
 
 def check_json(value: object, path: str = "result", depth: int = 0, seen: tuple = ()) -> None:
@@ -136,7 +140,7 @@ def check_json(value: object, path: str = "result", depth: int = 0, seen: tuple 
             for key in value:
                 if not isinstance(key, (str, int, float, bool)) and key is not None:
                     continue  # refused with its own message below
-                json_key = json.dumps(key if isinstance(key, str) else json.dumps(key))
+                json_key = _dumps(key if isinstance(key, str) else _dumps(key))
                 if json_key in json_keys:
                     raise SerializationProblem(
                         _child_path(path, key),
@@ -363,7 +367,7 @@ def _run_snippet(code: str, inputs: dict) -> dict:
         return {"ok": False, "error": error_from_exception(exc, 0)}
     try:
         check_json(value)
-        body = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+        body = _dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
     except SerializationProblem as p:
         return {
             "ok": False,
@@ -420,6 +424,11 @@ def serve_job(result_fd: int, status_fd: int) -> None:
 
     Shared by this single-use runner and the fork server's children (python_zygote.py).
     """
+    # A session (and process group) of its own: kill(0, ...) / killpg from the snippet
+    # must not reach the fork server or sibling executions that share its group.
+    # (Already a session leader under bwrap --new-session: EPERM, nothing to do.)
+    with contextlib.suppress(OSError):
+        os.setsid()
     job = json.loads(sys.stdin.buffer.read())
     null = os.open("/dev/null", os.O_RDONLY)
     os.dup2(null, 0)
@@ -430,15 +439,15 @@ def serve_job(result_fd: int, status_fd: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     header = run_snippet(job["code"], job["inputs"])
     body = header.pop("body", None)
-    data = json.dumps(header).encode() + b"\n"
+    data = _dumps(header).encode() + b"\n"
     if body is not None:
         try:
             encoded = body.encode("utf-8")
         except UnicodeEncodeError:  # lone surrogates: let JSON escape them
-            encoded = json.dumps(json.loads(body), separators=(",", ":")).encode()
+            encoded = _dumps(_loads(body), separators=(",", ":")).encode()
         if len(encoded) > job["result_limit_bytes"]:
             data = (
-                json.dumps(
+                _dumps(
                     {
                         "ok": False,
                         "error": {

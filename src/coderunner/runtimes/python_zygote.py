@@ -31,7 +31,8 @@ import socket
 import python_runner as runner
 
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWPID = 0x00020000, 0x08000000, 0x20000000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 1 << 14, 1 << 18
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
+MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = 4096, 8192, 1 << 14, 1 << 18
 PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER, PR_CAP_AMBIENT = 4, 36, 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 CAP_SYS_ADMIN = 21
@@ -84,6 +85,7 @@ class Config:
         self.max_processes = int(argv[3])
         self.max_open_files = int(argv[4])
         self.max_file_mb = int(argv[5])
+        self.shm_size_mb = int(argv[6])
 
 
 def _high(fd: int) -> int:
@@ -99,12 +101,27 @@ def become_execution(sock: socket.socket, config: Config, child_filter: bytes) -
     check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "make mounts private")
     tmp_options = f"size={config.tmp_size_mb}m,mode=1777".encode()
     check(libc.mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, tmp_options), "/tmp")
-    # /proc shows the server's pid namespace (its siblings): cover it with an empty,
-    # read-only tmpfs.  (bwrap's mounts are locked in this user namespace: no umount.)
+    # The jail's /dev/shm is shared by every child of this server: give each its own.
+    shm_options = f"size={config.shm_size_mb}m,mode=1777".encode()
+    check(libc.mount(b"tmpfs", b"/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV, shm_options), "shm")
+    # /proc shows the server's pid namespace (its siblings): cover it with a tmpfs that
+    # holds only this process's own /proc/self.  (bwrap's mounts are locked in this user
+    # namespace: no umount, and no fresh procfs either.)
+    own = f"/proc/{os.readlink('/proc/self')}".encode()
+    os.mkdir("/tmp/.self")
+    check(libc.mount(own, b"/tmp/.self", None, MS_BIND | MS_REC, None), "bind /proc/self")
     check(
-        libc.mount(b"tmpfs", b"/proc", b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY,
-                   b"size=4k,mode=555"),
+        libc.mount(b"tmpfs", b"/proc", b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                   b"size=4k,mode=755"),
         "hide /proc",
+    )  # fmt: skip
+    os.mkdir("/proc/self")
+    check(libc.mount(b"/tmp/.self", b"/proc/self", None, MS_MOVE, None), "move /proc/self")
+    os.rmdir("/tmp/.self")
+    check(
+        libc.mount(None, b"/proc", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                   None),
+        "read-only /proc",
     )  # fmt: skip
     os.chdir("/tmp")
     check(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "not dumpable")
