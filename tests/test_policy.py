@@ -25,16 +25,27 @@ def policy() -> SandboxPolicy:
 
 def argv_for(policy: SandboxPolicy) -> list[str]:
     return bwrap_argv(
-        policy, ["python3", "runner.py"], seccomp_fd=7, result_fifo="/x/result",
+        policy,
+        ["python3", "runner.py"],
+        seccomp_fd=7,
+        result_fifo="/x/result",
         exec_filter="/x/exec.bpf",
     )
 
 
 def test_every_namespace_is_new_and_userns_nesting_is_disabled(policy: SandboxPolicy) -> None:
     argv = argv_for(policy)
-    for flag in ("--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc",
-                 "--unshare-uts", "--disable-userns", "--die-with-parent", "--new-session",
-                 "--clearenv"):
+    for flag in (
+        "--unshare-user",
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--disable-userns",
+        "--die-with-parent",
+        "--new-session",
+        "--clearenv",
+    ):
         assert flag in argv
     assert argv[argv.index("--cap-drop") + 1] == "ALL"
     assert "--share-net" not in argv
@@ -43,7 +54,7 @@ def test_every_namespace_is_new_and_userns_nesting_is_disabled(policy: SandboxPo
 def test_only_runtime_files_are_mounted_read_only(policy: SandboxPolicy) -> None:
     argv = argv_for(policy)
     assert "--bind" in argv  # the one writable bind: the result FIFO
-    binds = [argv[i + 1: i + 3] for i, a in enumerate(argv) if a == "--bind"]
+    binds = [argv[i + 1 : i + 3] for i, a in enumerate(argv) if a == "--bind"]
     assert binds == [["/x/result", JAIL_RESULT]]
     ro = {argv[i + 2] for i, a in enumerate(argv) if a == "--ro-bind"}
     for forbidden in ("/", "/home", "/root", "/etc", "/work", "/usr"):
@@ -62,7 +73,7 @@ def test_site_packages_of_the_stdlib_dir_is_masked() -> None:
 def test_tmp_is_small_and_in_memory(policy: SandboxPolicy) -> None:
     argv = argv_for(policy)
     i = next(i for i, a in enumerate(argv) if a == "--tmpfs" and argv[i + 1] == "/tmp")
-    assert argv[i - 4: i] == ["--size", str(8 * 1024 * 1024), "--perms", "1777"]
+    assert argv[i - 4 : i] == ["--size", str(8 * 1024 * 1024), "--perms", "1777"]
 
 
 def test_environment_is_only_the_policys(policy: SandboxPolicy) -> None:
@@ -77,8 +88,20 @@ def test_no_code_or_inputs_in_argv(policy: SandboxPolicy) -> None:
 
 
 def test_denied_syscalls_cover_the_known_escapes() -> None:
-    for name in ("ptrace", "mount", "unshare", "setns", "bpf", "io_uring_setup", "keyctl",
-                 "perf_event_open", "userfaultfd", "kexec_load", "init_module", "reboot"):
+    for name in (
+        "ptrace",
+        "mount",
+        "unshare",
+        "setns",
+        "bpf",
+        "io_uring_setup",
+        "keyctl",
+        "perf_event_open",
+        "userfaultfd",
+        "kexec_load",
+        "init_module",
+        "reboot",
+    ):
         assert name in DENIED_SYSCALLS
         pyseccomp.resolve_syscall(pyseccomp.system_arch(), name)  # a real syscall name
 

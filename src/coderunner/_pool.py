@@ -71,7 +71,15 @@ class WorkerPool:
             item = await self._ready.get()
             self.fill()
             if isinstance(item, BaseException):
-                raise SandboxUnavailable(str(item)) from item
+                # One failed start may be transient (a crashed fork server is being
+                # replaced): start one directly; if that fails too, fail closed.
+                try:
+                    worker = await self._spawn()
+                    await worker.wait_ready()
+                except Exception as exc:
+                    raise SandboxUnavailable(str(exc)) from item
+                self.spawned += 1
+                return worker
             if item.alive:
                 return item
             self.replaced += 1

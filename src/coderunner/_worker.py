@@ -28,7 +28,10 @@ from ._policy import JAIL_DENO, JAIL_RUNNER_DIR, SandboxPolicy, bwrap_argv
 log = logging.getLogger("coderunner.worker")
 
 # Moves the shell into each cgroup named before "--", then becomes the command after it.
-_JOIN_CGROUP = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
+_JOIN_CGROUP = (
+    'unset PWD OLDPWD; while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; '
+    'shift; exec "$@"'
+)
 
 
 # Room for the header line on top of the largest result.
@@ -204,7 +207,9 @@ class JailedProcess:
         started = time.perf_counter()
         await self._deliver(job)
         assert self._result is not None
-        result_task = asyncio.ensure_future(self._result.read(result_limit_bytes + _FRAME_OVERHEAD))
+        result_task = asyncio.ensure_future(
+            _read_to_eof(self._result, result_limit_bytes + _FRAME_OVERHEAD)
+        )
         exit_task = asyncio.ensure_future(self._wait_exit())
         timed_out = False
         try:
@@ -270,9 +275,13 @@ class JailedProcess:
             try:
                 result.result = json.loads(body)
             except (ValueError, RecursionError):
+                # The runner writes one well-formed frame; anything else came from the
+                # snippet writing into the result channel itself.
                 result.error = ErrorDetail(
-                    type=ErrorType.SANDBOX_ERROR, message="the runner sent an unreadable result"
-                )
+                    type=ErrorType.RUNTIME_ERROR, name="ResultChannel",
+                    message="the result channel holds data the runner did not write "
+                    "(did the snippet write to file descriptor 3?)",
+                )  # fmt: skip
                 return
             result.ok = True
             return
@@ -280,8 +289,9 @@ class JailedProcess:
             result.error = ErrorDetail.model_validate(header.get("error"))
         except ValueError:
             result.error = ErrorDetail(
-                type=ErrorType.SANDBOX_ERROR, message="the runner sent an unreadable error"
-            )
+                type=ErrorType.RUNTIME_ERROR, name="ResultChannel",
+                message="the result channel holds data the runner did not write",
+            )  # fmt: skip
         if result.error.type is ErrorType.SANDBOX_ERROR:  # only the host says that
             result.error.type = ErrorType.RUNTIME_ERROR
         if result.error.type is ErrorType.MEMORY_LIMIT:
@@ -507,9 +517,27 @@ async def _first_meaningful(result_task: asyncio.Future, exit_task: asyncio.Futu
     """Return once the runner closed its result channel or the jail exited."""
     await asyncio.wait({result_task, exit_task}, return_when=asyncio.FIRST_COMPLETED)
     if exit_task.done() and not result_task.done():
-        # The jail is gone; whatever reached the FIFO is all there is.
+        # The jail is gone; whatever reached the result channel is all there is.
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.shield(result_task), 1)
+    elif not exit_task.done() and not _has_header(result_task.result()):
+        # The channel closed with no result: the runtime is dying (a V8 heap abort, an
+        # exit).  Its own exit status says which, so wait for it before we kill.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(exit_task), 1)
+
+
+async def _read_to_eof(reader: asyncio.StreamReader, limit: int) -> bytes:
+    """Everything up to EOF, or the first ``limit`` + 1 bytes (more is over any limit)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = await reader.read(min(1 << 20, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 _BACKGROUND: set[asyncio.Task[None]] = set()

@@ -185,28 +185,68 @@ function toJson(value, path = "result", depth = 0, seen = new Set()) {
 
 // ---- errors ----------------------------------------------------------------------------
 
+const SNIPPET_LOCATION = /file:\/\/\/tmp\/\.coderunner-snippet\.mjs:(\d+):(\d+)/;
+
+// The stack below the "Name: message" head: a message may itself quote a location.
+function stackBody(e) {
+  const stack = String(e?.stack ?? "");
+  if (!(e instanceof Error)) return stack;
+  const head = `${e.name}: ${e.message}`;
+  return stack.startsWith(head) ? stack.slice(head.length) : stack.split("\n").slice(1).join("\n");
+}
+
 function snippetFrames(text, offset) {
   const frames = [];
   let line = null;
   for (const raw of String(text ?? "").split("\n")) {
-    const m = raw.match(/file:\/\/\/tmp\/\.coderunner-snippet\.mjs:(\d+):(\d+)/);
+    const m = raw.match(SNIPPET_LOCATION);
     if (!m) continue;
     const l = Number(m[1]) - offset;
     if (line === null) line = l;
-    frames.push(raw.replace(m[0], `<snippet>:${l}:${m[2]}`).replace(/Module\.|Object\./, ""));
+    frames.push(
+      raw.replace(m[0], `<snippet>:${l}:${m[2]}`)
+        .replace(/Module\.|Object\./, "")
+        // the script-style wrapper is the snippet's top level, as in a module
+        .replace(/at (async )?__coderunner_script \((<snippet>:\d+:\d+)\)/, "at $1$2"),
+    );
   }
   return { frames, line };
 }
 
 function errorName(e) {
-  if (!(e instanceof Error)) return typeof e === "object" ? typeName(e) : "Error";
+  if (!(e instanceof Error)) return typeof e === "object" && e !== null ? typeName(e) : "Error";
   return e.name && e.name !== "Error" ? e.name : (e.constructor?.name ?? "Error");
+}
+
+// Deno's permission errors suggest "--allow-*" flags nobody can pass here: say what holds.
+const NOT_CAPABLE = {
+  read: "the sandbox allows no file access outside /tmp",
+  write: "the sandbox allows no file writes outside /tmp",
+  net: "the sandbox has no network access",
+  env: "the sandbox has no environment variables",
+  run: "starting programs or signalling processes is not allowed in the sandbox",
+  ffi: "native libraries (FFI) are not allowed in the sandbox",
+  sys: "system information is not available in the sandbox",
+  import: "the sandbox has no network access to import modules from",
+};
+
+function explain(e, message) {
+  const m = message.match(/^Requires (\w+) access(.*?)(?:, run again with the --allow-\w+ flag)?$/s);
+  if (errorName(e) !== "NotCapable" || !m) return message;
+  const what = NOT_CAPABLE[m[1]] ?? `${m[1]} access is not allowed in the sandbox`;
+  return `${what} (requires ${m[1]} access${m[2]})`;
+}
+
+// A thrown non-Error value ("throw {code: 1}") as readable text.
+function thrownText(value) {
+  if (typeof value === "string") return value;
+  try { return JSON.stringify(value) ?? String(value); } catch { return String(value); }
 }
 
 function runtimeError(e, offset) {
   const name = errorName(e);
-  const message = e instanceof Error ? e.message : String(e);
-  const { frames, line } = snippetFrames(e?.stack, offset);
+  const message = explain(e, e instanceof Error ? e.message : thrownText(e));
+  const { frames, line } = snippetFrames(stackBody(e), offset);
   const memory = e instanceof RangeError && /allocation failed|out of memory/i.test(message);
   return {
     type: memory ? "memory_limit" : "runtime_error",
@@ -219,21 +259,26 @@ function runtimeError(e, offset) {
 
 function syntaxError(e, offset) {
   const text = String(e?.message ?? e);
-  const m = text.match(/\.coderunner-snippet\.mjs:(\d+):(\d+)/) ??
-    String(e?.stack ?? "").match(/\.coderunner-snippet\.mjs:(\d+):(\d+)/);
+  const m = text.match(SNIPPET_LOCATION) ?? String(e?.stack ?? "").match(SNIPPET_LOCATION);
   const firstLine = text.split("\n")[0].replace(/^(SyntaxError|TypeError): /, "");
   const message = firstLine.replace(/ at file:\S+$/, "");
+  const line = m ? Math.max(1, Number(m[1]) - offset) : null;
   return {
     type: "syntax_error",
     name: "SyntaxError",
     message,
-    line: m ? Math.max(1, Number(m[1]) - offset) : null,
-    traceback: `SyntaxError: ${message}`,
+    line,
+    traceback: `SyntaxError: ${message}` + (line === null ? "" : `\n    at <snippet>:${line}:${m[2]}`),
   };
 }
 
-function isSyntaxError(e) {
-  return e instanceof SyntaxError || /^(SyntaxError|The module's source code could not be parsed)/.test(String(e?.message ?? ""));
+// A parse error of the snippet module (Deno wraps some in a TypeError whose message
+// starts with "SyntaxError:"), as opposed to a SyntaxError the snippet's code threw
+// while running (JSON.parse), which has frames of the snippet below its message.
+function isSyntaxError(e, offset) {
+  const parseLike = e instanceof SyntaxError ||
+    /^(SyntaxError|The module's source code could not be parsed)/.test(String(e?.message ?? ""));
+  return parseLike && !snippetFrames(stackBody(e), offset).frames.length;
 }
 
 // ---- the run -----------------------------------------------------------------------------
@@ -251,7 +296,7 @@ async function run(job) {
   try {
     mod = await import(MODULE_URL);
   } catch (e) {
-    if (isSyntaxError(e) && !snippetFrames(e?.stack, offset).frames.length) {
+    if (isSyntaxError(e, offset)) {
       return { ok: false, error: syntaxError(e, offset) };
     }
     return { ok: false, error: runtimeError(e, offset) };
@@ -298,28 +343,93 @@ const exitAs = (how) => (code) => { throw new ExitCalled(how, code); };
 Deno.exit = exitAs("Deno.exit");
 process.exit = exitAs("process.exit");
 try { Object.defineProperty(process, "env", { value: {}, configurable: true }); } catch { /* keep Deno's */ }
-globalThis.addEventListener("unhandledrejection", (event) => event.preventDefault());
-globalThis.addEventListener("error", (event) => event.preventDefault());
 
-writeAll(encoder.encode("ready\n"));
-const job = JSON.parse(await readStdin());
-const header = await run(job);
-const body = header.body;
-delete header.body;
-let data = encoder.encode(JSON.stringify(header) + "\n");
-if (body !== undefined) {
-  const encoded = encoder.encode(body);
-  if (encoded.length > job.result_limit_bytes) {
-    data = encoder.encode(JSON.stringify({ ok: false, error: {
-      type: "output_limit", name: null, line: null, traceback: null,
-      message: `the result is ${encoded.length} bytes of JSON, above the limit of ${job.result_limit_bytes} bytes`,
-    } }) + "\n");
-  } else {
-    const joined = new Uint8Array(data.length + encoded.length);
-    joined.set(data); joined.set(encoded, data.length);
-    data = joined;
+// Where the jail refuses something anyway, refuse it up front with a clear message
+// (a Worker isolate does not fit the runtime's memory limits and would abort it).
+class Unavailable extends Error {
+  constructor(what) {
+    super(`${what} is not available in the sandbox`);
+    this.name = "NotSupportedError";
   }
 }
-writeAll(data);
-resultFile.close();
-realExit(0);
+const refuse = (what) => function () { throw new Unavailable(what); };
+class SandboxWorker { constructor() { throw new Unavailable("Worker (threads)"); } }
+globalThis.Worker = SandboxWorker;
+try { require("node:worker_threads").Worker = SandboxWorker; } catch { /* module absent */ }
+try {
+  const childProcess = require("node:child_process");
+  for (const name of ["spawn", "spawnSync", "exec", "execSync", "execFile", "execFileSync", "fork"]) {
+    childProcess[name] = refuse(`starting programs (child_process.${name})`);
+  }
+} catch { /* module absent */ }
+
+// Errors thrown in callbacks and unhandled rejections must not end the runtime; the
+// last one is kept to explain a snippet that then waits forever.
+let lastUncaught = null;
+globalThis.addEventListener("unhandledrejection", (event) => {
+  event.preventDefault();
+  lastUncaught = event.reason;
+});
+globalThis.addEventListener("error", (event) => {
+  event.preventDefault();
+  lastUncaught = event.error ?? event.message;
+});
+
+let offsetOfJob = 0;
+let finished = false;
+
+function frameFor(header, limit) {
+  const body = header.body;
+  delete header.body;
+  const data = encoder.encode(JSON.stringify(header) + "\n");
+  if (body === undefined) return data;
+  const encoded = encoder.encode(body);
+  if (encoded.length > limit) {
+    return encoder.encode(JSON.stringify({ ok: false, error: {
+      type: "output_limit", name: null, line: null, traceback: null,
+      message: `the result is ${encoded.length} bytes of JSON, above the limit of ${limit} bytes`,
+    } }) + "\n");
+  }
+  const joined = new Uint8Array(data.length + encoded.length);
+  joined.set(data); joined.set(encoded, data.length);
+  return joined;
+}
+
+function finish(header, limit) {
+  if (finished) return;
+  finished = true;
+  writeAll(frameFor(header, limit));
+  resultFile.close();
+  realExit(0);
+}
+
+// The event loop ran dry while the snippet still waited on a promise nothing can
+// settle any more (a callback never called, an error thrown inside a callback).
+globalThis.addEventListener("beforeunload", () => {
+  if (finished) return;
+  const error = lastUncaught !== null ? runtimeError(lastUncaught, offsetOfJob) : {
+    type: "runtime_error",
+    name: "PendingPromise",
+    message: "the snippet waited on a promise that can never settle: nothing was left to run " +
+      "that could resolve it (e.g. a callback that is never called)",
+    line: null,
+    traceback: null,
+  };
+  if (lastUncaught !== null) error.message += " (thrown in a callback; the snippet then waited forever)";
+  finish({ ok: false, error }, 0);
+});
+
+// No top-level await below: with one, Deno would end on a pending promise before the
+// "beforeunload" event that reports it.
+async function serve() {
+  writeAll(encoder.encode("ready\n"));
+  const job = JSON.parse(await readStdin());
+  offsetOfJob = buildModule(job.code).offset;
+  const header = await run(job);
+  finish(header, job.result_limit_bytes);
+}
+
+serve().catch((e) => {
+  finish({ ok: false, error: { type: "runtime_error", name: errorName(e), line: null, traceback: null,
+    message: `the runner failed: ${e?.message ?? e}` } }, 0);
+});

@@ -19,6 +19,7 @@ import ctypes
 import dataclasses
 import datetime
 import decimal
+import errno
 import functools
 import hashlib
 import hmac
@@ -289,13 +290,39 @@ def _guard_os_exit() -> object:
     return real_exit
 
 
+_PROGRAM_STARTS = "starting programs is not allowed in the sandbox"
+
+
+def _refuse_program_starts_clearly() -> None:
+    """os.system and os.spawn* report a refused exec as a status (127): make it an error."""
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise PermissionError(errno.EPERM, _PROGRAM_STARTS)
+
+    for name in ("system", "spawnv", "spawnve", "spawnvp", "spawnvpe", "spawnl", "spawnle",
+                 "spawnlp", "spawnlpe"):  # fmt: skip
+        if hasattr(os, name):
+            setattr(os, name, refuse)
+
+
 def run_snippet(code: str, inputs: dict) -> dict:
     """Run one snippet; returns the header dict (and sets 'body' when ok)."""
+    runner_pid = os.getpid()
     real_exit = _guard_os_exit()
+    _refuse_program_starts_clearly()
     try:
-        return _run_snippet(code, inputs)
+        header = _run_snippet(code, inputs)
     finally:
         os._exit = real_exit
+    if os.getpid() != runner_pid:
+        # A process the snippet forked ran off the end of the snippet: it ends here, as
+        # a script would, and never writes a result of its own.
+        error = header.get("error")
+        if error:
+            sys.stderr.write((error.get("traceback") or error["message"]) + "\n")
+            sys.stderr.flush()
+        real_exit(1 if error else 0)
+    return header
 
 
 def _run_snippet(code: str, inputs: dict) -> dict:
