@@ -1,8 +1,9 @@
 // Runs inside the jail under Deno with no permissions but /tmp and the result FIFO.
 // Protocol: the same as python_runner.py (ready line, job JSON on stdin, header line
 // and encoded result on /run/result).  One snippet, then exit.
-import { createRequire } from "node:module";
-import process from "node:process";
+// Node's compatibility layer costs a runtime start ~20 ms, so it is loaded only for a
+// snippet that mentions it (see prepareNode); the jail and Deno's permissions refuse
+// what it reaches either way, this only makes the messages clear.
 
 const RESULT_PATH = "/run/result";
 const MODULE_PATH = "/tmp/.coderunner-snippet.mjs";
@@ -337,12 +338,9 @@ async function run(job) {
   }
 }
 
-// The snippet gets CommonJS require for Node built-ins, and exits become errors.
-globalThis.require = createRequire(import.meta.url);
+// Exits become errors.
 const exitAs = (how) => (code) => { throw new ExitCalled(how, code); };
 Deno.exit = exitAs("Deno.exit");
-process.exit = exitAs("process.exit");
-try { Object.defineProperty(process, "env", { value: {}, configurable: true }); } catch { /* keep Deno's */ }
 
 // Where the jail refuses something anyway, refuse it up front with a clear message
 // (a Worker isolate does not fit the runtime's memory limits and would abort it).
@@ -355,13 +353,30 @@ class Unavailable extends Error {
 const refuse = (what) => function () { throw new Unavailable(what); };
 class SandboxWorker { constructor() { throw new Unavailable("Worker (threads)"); } }
 globalThis.Worker = SandboxWorker;
-try { require("node:worker_threads").Worker = SandboxWorker; } catch { /* module absent */ }
-try {
-  const childProcess = require("node:child_process");
-  for (const name of ["spawn", "spawnSync", "exec", "execSync", "execFile", "execFileSync", "fork"]) {
-    childProcess[name] = refuse(`starting programs (child_process.${name})`);
+
+// CommonJS require for Node built-ins, and clear refusals in the Node modules that
+// start programs or threads, for a snippet that mentions them.
+async function prepareNode(code) {
+  if (/process/.test(code)) {
+    // (An exit that dodges this still ends as a runtime_error: the host sees no result.)
+    globalThis.process.exit = exitAs("process.exit");
+    try { Object.defineProperty(globalThis.process, "env", { value: {}, configurable: true }); } catch { /* keep Deno's */ }
   }
-} catch { /* module absent */ }
+  if (!/require|child_process|worker_threads/.test(code)) return;
+  const { createRequire } = await import("node:module");
+  globalThis.require = createRequire(import.meta.url);
+  if (/worker_threads/.test(code)) {
+    try { (await import("node:worker_threads")).default.Worker = SandboxWorker; } catch { /* absent */ }
+  }
+  if (/child_process/.test(code)) {
+    try {
+      const childProcess = (await import("node:child_process")).default;
+      for (const name of ["spawn", "spawnSync", "exec", "execSync", "execFile", "execFileSync", "fork"]) {
+        childProcess[name] = refuse(`starting programs (child_process.${name})`);
+      }
+    } catch { /* module absent */ }
+  }
+}
 
 // Errors thrown in callbacks and unhandled rejections must not end the runtime; the
 // last one is kept to explain a snippet that then waits forever.
@@ -425,6 +440,7 @@ async function serve() {
   writeAll(encoder.encode("ready\n"));
   const job = JSON.parse(await readStdin());
   offsetOfJob = buildModule(job.code).offset;
+  await prepareNode(job.code);
   const header = await run(job);
   finish(header, job.result_limit_bytes);
 }
