@@ -172,7 +172,7 @@ def test_a_killed_fork_server_is_replaced(loop, engine) -> None:
     assert group is not None
     servers = [s for s in group._slots if s is not None]
     for server in servers:
-        server.process.send_signal(signal.SIGKILL)
+        os.kill(server.process.pid, signal.SIGKILL)
     loop.run_until_complete(asyncio.sleep(0.3))
     results = [run(loop, engine, "python", f"{i} + 1") for i in range(6)]
     assert all(r.ok for r in results), [r.error for r in results]
@@ -185,7 +185,7 @@ def test_a_killed_javascript_worker_is_replaced(loop, engine) -> None:
     workers = _ready_workers(engine, Worker)
     assert workers, "no ready JavaScript workers"
     for worker in workers:
-        worker.process.send_signal(signal.SIGKILL)
+        os.kill(worker.process.pid, signal.SIGKILL)
     time.sleep(0.2)
     result = run(loop, engine, "javascript", "return 6 * 7")
     assert result.ok and result.result == 42, result

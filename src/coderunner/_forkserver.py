@@ -177,8 +177,9 @@ class ForkServer:
     async def close(self) -> None:
         """Kill the server's jail (and every child in it)."""
         self.closed = True
-        with contextlib.suppress(ProcessLookupError):
-            self.process.send_signal(signal.SIGKILL)
+        if self.process.returncode is None:  # (os.kill: send_signal() may reap behind asyncio)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, signal.SIGKILL)
         if self._reader:
             self._reader.cancel()
             with contextlib.suppress(BaseException):

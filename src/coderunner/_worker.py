@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import resource
+import select
 import shutil
 import signal
 import tempfile
@@ -344,6 +345,7 @@ class Worker(JailedProcess):
         self._policy = policy
         self._max_processes = policy.max_processes
         self.process = process
+        self._pidfd: int | None = os.pidfd_open(process.pid)
         self.state = WorkerState.STARTING
         self._result = result_reader
         self._keepalive: int | None = result_keepalive
@@ -464,11 +466,8 @@ class Worker(JailedProcess):
     def alive(self) -> bool:
         if self.process.returncode is not None:
             return False
-        try:  # exited but not yet reaped by the event loop? (WNOWAIT leaves it to reap)
-            info = os.waitid(os.P_PID, self.process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:
-            return False
-        return info is None
+        # Exited but not yet reaped by the event loop?  The pidfd turns readable.
+        return self._pidfd is not None and not select.select([self._pidfd], [], [], 0)[0]
 
     async def _deliver(self, job: bytes) -> None:
         stdin = self.process.stdin
@@ -497,15 +496,20 @@ class Worker(JailedProcess):
     def _terminate(self) -> None:
         """SIGKILL to bwrap: --die-with-parent takes its pid namespace, and all in it, along."""
         self.state = WorkerState.DONE
-        if self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGKILL)
+        # Through the pidfd: Process.send_signal() polls, which may reap the child
+        # behind the event loop's back (and lose its exit status).
+        if self.process.returncode is None and self._pidfd is not None:
+            with contextlib.suppress(ProcessLookupError, OSError):
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
         if self._cgroup:
             self._cgroup.kill_all()
 
     async def _reap(self) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.process.wait(), 5)
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
         if self._keepalive is not None:
             os.close(self._keepalive)
             self._keepalive = None
