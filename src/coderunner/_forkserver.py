@@ -373,5 +373,10 @@ class ForkServerGroup:
             if server is not None:
                 await server.close()
         for starting in self._starting:
-            if starting is not None:
-                starting.cancel()
+            if starting is None:
+                continue
+            with contextlib.suppress(BaseException):
+                server = await asyncio.wait_for(asyncio.shield(starting), 30)
+                if server not in self._slots:
+                    await server.close()
+            starting.cancel()
