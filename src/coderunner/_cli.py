@@ -274,7 +274,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from ._http import serve
+    from ._launch import serve
 
     keys = list(args.api_key)
     keys += [k.strip() for k in os.environ.get("CODERUNNER_API_KEYS", "").split(",") if k.strip()]
