@@ -125,9 +125,8 @@ class Engine:
         await self.aclose()
 
     def _pool(self, language: Language, memory_mb: int) -> WorkerPool:
-        # Python lowers its memory limit per job, so one pool serves every memory_mb.
-        # V8's heap limit is fixed at start: JavaScript pools are per memory size, and
-        # only the default size is kept warm ahead of demand.
+        # Python lowers its memory limit per job, so one pool serves every memory_mb;
+        # the JavaScript pool is for the default size (see _execute_in_worker).
         key = (language, 0 if language is Language.PYTHON else memory_mb)
         pool = self._pools.get(key)
         if pool is None:
@@ -223,7 +222,16 @@ class Engine:
     ) -> ExecutionResult:
         started = time.perf_counter()
         try:
-            worker = await self._pool(request.language, memory_mb).acquire()
+            if (
+                request.language is Language.JAVASCRIPT
+                and memory_mb != self.settings.default_memory_mb
+            ):
+                # V8's heap size is fixed when it starts; only the default size is kept warm
+                # (a pool per size asked for would let clients pile up idle runtimes).
+                worker = await self._spawn(Runtime.javascript(memory_mb))
+                await worker.wait_ready()
+            else:
+                worker = await self._pool(request.language, memory_mb).acquire()
         except SandboxUnavailable as exc:
             return ExecutionResult(
                 ok=False,

@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+MIN_MEMORY_MB = 32  # below this V8 cannot even start
+
 
 class Language(str, Enum):
     """A snippet language."""
@@ -67,8 +69,12 @@ class ExecutionRequest(BaseModel):
     inputs: dict[str, Any] = Field(
         default_factory=dict, description="Named inputs, bound to main's parameters by name."
     )
-    timeout_ms: int | None = Field(None, ge=1, description="Wall-clock limit (server default).")
-    memory_mb: int | None = Field(None, ge=1, description="Memory limit (server default).")
+    timeout_ms: int | None = Field(
+        None, ge=1, description="Wall-clock limit in milliseconds (server default)."
+    )
+    memory_mb: int | None = Field(
+        None, ge=MIN_MEMORY_MB, description="Memory limit in MiB (server default)."
+    )
     output_schema: dict[str, Any] | None = Field(
         None, description="JSON Schema (draft 2020-12) the result must validate against."
     )

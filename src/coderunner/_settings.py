@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import InvalidRequest
-from ._models import ExecutionRequest
+from ._models import MIN_MEMORY_MB, ExecutionRequest
 
 MiB = 1024 * 1024
 
@@ -70,6 +70,10 @@ class Settings:
                 raise InvalidRequest(f"setting {f.name} must not be negative")
         if self.default_timeout_ms > self.max_timeout_ms:
             raise InvalidRequest("default_timeout_ms is larger than max_timeout_ms")
+        if not MIN_MEMORY_MB <= self.default_memory_mb <= self.max_memory_mb:
+            raise InvalidRequest(
+                f"default_memory_mb must be between {MIN_MEMORY_MB} and max_memory_mb"
+            )
         if self.default_memory_mb > self.max_memory_mb:
             raise InvalidRequest("default_memory_mb is larger than max_memory_mb")
         if self.max_concurrency < 1:
@@ -82,6 +86,10 @@ class Settings:
         if timeout_ms > self.max_timeout_ms:
             raise InvalidRequest(
                 f"timeout_ms={timeout_ms} is above this server's maximum of {self.max_timeout_ms}"
+            )
+        if memory_mb < MIN_MEMORY_MB:
+            raise InvalidRequest(
+                f"memory_mb={memory_mb} is below {MIN_MEMORY_MB}, the least a runtime can start in"
             )
         if memory_mb > self.max_memory_mb:
             raise InvalidRequest(

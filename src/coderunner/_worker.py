@@ -429,11 +429,17 @@ class Worker(JailedProcess):
 
     async def wait_ready(self, timeout_s: float = 30.0) -> None:
         """Wait for the runner's ready line; raise SandboxUnavailable if it never comes."""
+        line_task = asyncio.ensure_future(self._result.readline())
+        exit_task = asyncio.ensure_future(self.process.wait())
         try:
-            line = await asyncio.wait_for(self._result.readline(), timeout_s)
-        except TimeoutError:
-            line = b""
+            # A runtime that dies while starting (e.g. too little memory) ends the wait.
+            await asyncio.wait(
+                {line_task, exit_task}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            line = line_task.result() if line_task.done() else b""
         finally:
+            line_task.cancel()
+            exit_task.cancel()
             if self._keepalive is not None:
                 os.close(self._keepalive)
                 self._keepalive = None

@@ -1,0 +1,618 @@
+"""The HTTP API: a thin FastAPI adapter over the Engine, with the MCP server at `/mcp`.
+
+`create_app` builds the ASGI app (its lifespan starts and stops the Engine); `serve`
+runs it under uvicorn.  In front of every route sits `_Guard`, a plain ASGI layer that
+checks the API key and the body size before anything reads the body.
+
+Every error of the request itself is JSON ``{"error": {"type", "message"}}``:
+
+    401 unauthorized        API keys configured, `Authorization: Bearer KEY` missing/wrong
+    413 body_too_large      body over `max_body_bytes` (Content-Length, or counted)
+    422 invalid_request     malformed JSON or field, limit above a maximum, bad schema
+    429 saturated           every slot busy and the queue full; `Retry-After` says when
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import logging
+import math
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import Any
+
+import uvicorn
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPBearer
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import __version__
+from ._engine import Engine
+from ._errors import CodeRunnerError, InvalidRequest, Saturated
+from ._mcp import (
+    ToolArguments,
+    build_server,
+    run_tool,
+    streamable_http_manager,
+    tool_definitions,
+)
+from ._models import ExecutionRequest, ExecutionResult, Language
+from ._settings import Settings
+
+__all__ = ["create_app", "serve"]
+
+log = logging.getLogger("coderunner.http")
+
+# Paths open without an API key: liveness, and the API's own documentation.
+OPEN_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
+
+# Execution durations, in seconds, as histogram buckets.
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+# -- error bodies ----------------------------------------------------------------------
+
+
+class ErrorInfo(BaseModel):
+    """What was wrong with the request."""
+
+    type: str = Field(description="unauthorized, body_too_large, invalid_request, saturated...")
+    message: str = Field(description="A human-readable explanation, naming the field.")
+
+
+class ErrorBody(BaseModel):
+    """The body of every 4xx answer."""
+
+    error: ErrorInfo
+
+
+def _error_body(kind: str, message: str) -> dict[str, Any]:
+    return {"error": {"type": kind, "message": message}}
+
+
+def _error_response(
+    status: int, kind: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(_error_body(kind, message), status_code=status, headers=headers)
+
+
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "API keys configured; the key is missing/wrong."},
+    413: {"model": ErrorBody, "description": "The body is larger than the server allows."},
+    422: {
+        "model": ErrorBody,
+        "description": "Malformed JSON or field, a limit above the server's maximum, or an "
+        "invalid output_schema.",
+    },
+    429: {
+        "model": ErrorBody,
+        "description": "Every execution slot is busy and the queue is full; retry after "
+        "the Retry-After header's seconds.",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds."}},
+    },
+}
+
+
+def _validation_message(errors: Sequence[Any]) -> str:
+    """One readable clause per problem, naming the field (``inputs: must be an object``)."""
+    parts = []
+    for error in errors:
+        loc = [str(p) for p in error.get("loc", ()) if p != "body"]
+        kind = error.get("type", "")
+        if kind == "json_invalid":
+            detail = (error.get("ctx") or {}).get("error", "invalid JSON")
+            where = f" at character {loc[0]}" if loc else ""
+            parts.append(f"the body is not valid JSON: {detail}{where}")
+        elif kind == "missing" and not loc:
+            parts.append("the body is missing: send a JSON object")
+        elif kind == "model_attributes_type" and not loc:
+            parts.append("the body must be a JSON object")
+        elif kind == "extra_forbidden":
+            parts.append(f"{'.'.join(loc)}: unknown field")
+        else:
+            where = ".".join(loc) or "body"
+            message = error.get("msg", "is invalid")
+            if where == "inputs" and kind == "dict_type":
+                message = "must be a JSON object of named inputs"
+            parts.append(f"{where}: {message}")
+    return "; ".join(parts) or "the request is invalid"
+
+
+# -- the guard: API keys, then the body limit --------------------------------------------
+
+
+class _Guard:
+    """Checks the API key, then reads the body up to ``max_body_bytes`` (else 413) and
+    replays it: a large body is refused from its Content-Length before a byte of it is
+    read, and a chunked one as soon as the count passes the limit."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        api_keys: Sequence[str],
+        max_body_bytes: int,
+        rejected: Counter,
+    ) -> None:
+        self.app = app
+        self.keys = [k.encode() for k in api_keys]
+        self.max_body_bytes = max_body_bytes
+        self.rejected = rejected
+
+    def _authorized(self, scope: Scope) -> bool:
+        header = _header(scope, b"authorization")
+        scheme, _, token = (header or b"").partition(b" ")
+        if scheme.lower() != b"bearer" or not token.strip():
+            return False
+        token = token.strip()
+        matched = False
+        for key in self.keys:  # every key is compared, in constant time
+            matched |= hmac.compare_digest(token, key)
+        return matched
+
+    async def _refuse(
+        self, send: Send, status: int, kind: str, message: str, headers: dict[str, str]
+    ) -> None:
+        self.rejected.labels(kind).inc()
+        body = json.dumps(_error_body(kind, message)).encode()
+        raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.keys and scope["path"] not in OPEN_PATHS and not self._authorized(scope):
+            await self._refuse(
+                send,
+                401,
+                "unauthorized",
+                "a valid API key is required: send the header 'Authorization: Bearer KEY'",
+                {"WWW-Authenticate": "Bearer"},
+            )
+            return
+        too_large = (
+            f"the request body is larger than this server's limit of {self.max_body_bytes} bytes"
+        )
+        length = _header(scope, b"content-length")
+        if length is not None:
+            try:
+                declared = int(length)
+            except ValueError:
+                await self._refuse(send, 400, "bad_request", "invalid Content-Length", {})
+                return
+            if declared > self.max_body_bytes:
+                await self._refuse(send, 413, "body_too_large", too_large, {"Connection": "close"})
+                return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the client went away before sending its body
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                await self._refuse(send, 413, "body_too_large", too_large, {"Connection": "close"})
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        if scope["method"] == "POST" and scope["path"].startswith("/v1/"):
+            # JSON in, whatever the client called it (curl -d says form-urlencoded).
+            headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+            scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+        await self.app(scope, replay, send)
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None
+
+
+# -- metrics -----------------------------------------------------------------------------
+
+
+class _EngineCollector:
+    """Reads the engine's counters, gauges and pool state at scrape time."""
+
+    def __init__(self, get_engine: Callable[[], Engine | None]) -> None:
+        self._get_engine = get_engine
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        engine = self._get_engine()
+        if engine is None:
+            return
+        executions = CounterMetricFamily(
+            "coderunner_executions",
+            "Executions finished, by language and outcome (ok or the error type).",
+            labels=["language", "outcome"],
+        )
+        for (language, outcome), count in sorted(engine.outcomes.items()):
+            executions.add_metric([language, outcome], count)
+        yield executions
+        yield GaugeMetricFamily(
+            "coderunner_queue_depth", "Executions waiting for a slot.", value=engine.queue_depth
+        )
+        yield GaugeMetricFamily(
+            "coderunner_running", "Executions running now.", value=engine.running
+        )
+        stats = engine.pool_stats()
+        gauges = {
+            "size": "Workers each pool keeps ready.",
+            "ready": "Workers started and ready.",
+            "starting": "Workers being started.",
+        }
+        for key, help_text in gauges.items():
+            family = GaugeMetricFamily(f"coderunner_pool_{key}", help_text, labels=["pool"])
+            for pool in stats:
+                family.add_metric([pool["pool"]], pool[key])
+            yield family
+        counters = {
+            "spawned": "Workers started.",
+            "spawn_failures": "Workers that failed to start.",
+            "replaced": "Idle workers found dead and replaced.",
+        }
+        for key, help_text in counters.items():
+            counter = CounterMetricFamily(f"coderunner_pool_{key}", help_text, labels=["pool"])
+            for pool in stats:
+                counter.add_metric([pool["pool"]], pool[key])
+            yield counter
+
+
+class _Metrics:
+    """The app's own Prometheus registry."""
+
+    def __init__(self, get_engine: Callable[[], Engine | None]) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self._get_engine = get_engine
+        self.durations = Histogram(
+            "coderunner_execution_duration_seconds",
+            "Time snippets ran, by language.",
+            ["language"],
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            "coderunner_rejected_requests",
+            "Requests refused before running: unauthorized, body_too_large, invalid_request, "
+            "saturated.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.registry.register(_EngineCollector(get_engine))
+
+    def drain(self) -> None:
+        """Move the durations the engine recorded into the histogram."""
+        engine = self._get_engine()
+        if engine is None or not engine.durations:
+            return
+        batch = list(engine.durations)
+        engine.durations.clear()
+        for language, seconds in batch:
+            self.durations.labels(language).observe(seconds)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of everything."""
+        self.drain()
+        return generate_latest(self.registry)
+
+
+# -- the app -------------------------------------------------------------------------------
+
+
+class ToolDefinition(BaseModel):
+    """One tool, ready to hand to an LLM as a function definition."""
+
+    name: str
+    description: str
+    input_schema: dict[str, Any] = Field(description="JSON Schema of the arguments.")
+    output_schema: dict[str, Any] = Field(description="JSON Schema of the ExecutionResult.")
+
+
+class ToolList(BaseModel):
+    """The answer of GET /v1/tools."""
+
+    tools: list[ToolDefinition]
+
+
+class Health(BaseModel):
+    """The answer of GET /healthz."""
+
+    status: str = "ok"
+
+
+def create_app(
+    settings: Settings,
+    *,
+    api_keys: Sequence[str] = (),
+    log_inputs: bool = False,
+    engine: Engine | None = None,
+    host: str = "127.0.0.1",
+) -> FastAPI:
+    """The ASGI app of the HTTP API and `/mcp`; its lifespan starts and stops the Engine.
+
+    Args:
+        settings: limits, pools and server options.
+        api_keys: when any, every route but `/healthz` and the docs wants `Bearer KEY`.
+        log_inputs: log each execution's code and inputs (debug only: they hold secrets).
+        engine: an engine to use instead of one of the app's own; it is started if
+            needed, and closed by its owner, not by the app.
+        host: the address the server binds; on loopback `/mcp` checks Host and Origin.
+    """
+    api_keys = [k for k in api_keys if k]
+    current: dict[str, Engine] = {}
+
+    def get_engine() -> Engine:
+        try:
+            return current["engine"]
+        except KeyError:
+            raise CodeRunnerError("the engine is not running") from None
+
+    metrics = _Metrics(lambda: current.get("engine"))
+    mcp_server = build_server(get_engine, settings, log_inputs=log_inputs)
+    mcp_manager = streamable_http_manager(mcp_server, settings, host=host)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = engine is None
+        running = Engine(settings) if engine is None else engine
+        await running.start()
+        current["engine"] = running
+        app.state.engine = running
+        try:
+            async with mcp_manager.run():
+                yield
+        finally:
+            current.pop("engine", None)
+            if own:
+                await running.aclose()
+
+    app = FastAPI(
+        title="Code Runner",
+        version=__version__,
+        summary="Run short untrusted Python and JavaScript snippets in a sandbox; get JSON.",
+        description=_API_DESCRIPTION,
+        lifespan=lifespan,
+        redoc_url=None,
+    )
+    # Documents the key in OpenAPI (and the docs' Authorize button); _Guard enforces it.
+    security = [Depends(HTTPBearer(auto_error=False))] if api_keys else []
+
+    async def execute(request: ExecutionRequest) -> ExecutionResult:
+        try:
+            return await run_tool(get_engine(), request, surface="http", log_inputs=log_inputs)
+        finally:
+            metrics.drain()
+
+    @app.post(
+        "/v1/execute",
+        response_model=ExecutionResult,
+        responses=_ERROR_RESPONSES,
+        dependencies=security,
+        tags=["execute"],
+        summary="Run a snippet",
+    )
+    async def post_execute(body: ExecutionRequest) -> ExecutionResult:
+        """Run one snippet in a fresh jail: 200 with an ExecutionResult for every outcome
+        of the snippet (`ok: false` and `error.type` when it failed)."""
+        return await execute(body)
+
+    def tool_route(name: str, language: Language) -> Callable[..., Awaitable[ExecutionResult]]:
+        async def post_tool(body: ToolArguments) -> ExecutionResult:
+            return await execute(body.request(language))
+
+        post_tool.__doc__ = (
+            f"The `{name}` tool: run a {language.value} snippet (the same as /v1/execute "
+            f'with `"language": "{language.value}"`).'
+        )
+        return post_tool
+
+    for name, language in (
+        ("execute-python", Language.PYTHON),
+        ("execute-javascript", Language.JAVASCRIPT),
+    ):
+        app.post(
+            f"/v1/tools/{name}",
+            response_model=ExecutionResult,
+            responses=_ERROR_RESPONSES,
+            dependencies=security,
+            tags=["tools"],
+            summary=f"Run a {language.value} snippet (tool {name})",
+            operation_id=f"tool_{name.replace('-', '_')}",
+        )(tool_route(name, language))
+
+    tools = ToolList.model_validate({"tools": tool_definitions(settings, agent_hint=True)})
+
+    @app.get(
+        "/v1/tools",
+        response_model=ToolList,
+        responses={401: _ERROR_RESPONSES[401]},
+        dependencies=security,
+        tags=["tools"],
+        summary="Tool definitions for an LLM",
+    )
+    async def get_tools() -> ToolList:
+        """The two tools with JSON Schemas of their arguments and answer, ready to hand to
+        an LLM as function definitions; call them at POST /v1/tools/{name}."""
+        return tools
+
+    @app.get("/healthz", response_model=Health, tags=["service"], summary="Liveness")
+    async def healthz() -> Health:
+        """Always 200 while the server runs (no API key needed)."""
+        return Health()
+
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={
+            200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+            401: _ERROR_RESPONSES[401],
+        },
+        dependencies=security,
+        tags=["service"],
+        summary="Prometheus metrics",
+    )
+    async def get_metrics() -> Response:
+        """Executions by language and outcome, durations, queue, running and pool state."""
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    try:
+        from ._agent import agent_router
+    except ModuleNotFoundError as exc:  # Agent Mode not installed in this tree
+        if exc.name != f"{__package__}._agent":
+            raise
+    else:
+        app.include_router(agent_router(dependencies=security))
+
+    # MCP over streamable HTTP, behind the same guard as the rest.
+    app.router.routes.append(
+        Route("/mcp", endpoint=_McpEndpoint(mcp_manager), include_in_schema=False)
+    )
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+        metrics.rejected.labels("invalid_request").inc()
+        return _error_response(422, "invalid_request", _validation_message(exc.errors()))
+
+    @app.exception_handler(InvalidRequest)
+    async def on_invalid_request(request: Request, exc: InvalidRequest) -> JSONResponse:
+        metrics.rejected.labels("invalid_request").inc()
+        return _error_response(422, "invalid_request", str(exc))
+
+    @app.exception_handler(Saturated)
+    async def on_saturated(request: Request, exc: Saturated) -> JSONResponse:
+        metrics.rejected.labels("saturated").inc()
+        retry_after = str(max(1, math.ceil(exc.retry_after)))
+        return _error_response(429, "saturated", str(exc), {"Retry-After": retry_after})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(
+            exc.status_code, "http_error"
+        )
+        return _error_response(exc.status_code, kind, str(exc.detail), exc.headers)
+
+    @app.exception_handler(Exception)
+    async def on_bug(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error serving %s %s", request.method, request.url.path)
+        return _error_response(500, "internal_error", "the service failed; see its log")
+
+    @app.exception_handler(CodeRunnerError)
+    async def on_service_error(request: Request, exc: CodeRunnerError) -> JSONResponse:
+        log.error("service error: %s", exc)
+        return _error_response(
+            503, "unavailable", f"the service cannot run this now: {exc}", {"Retry-After": "5"}
+        )
+
+    app.add_middleware(
+        _Guard,
+        api_keys=api_keys,
+        max_body_bytes=settings.max_body_bytes,
+        rejected=metrics.rejected,
+    )
+    return app
+
+
+class _McpEndpoint:
+    """The streamable-HTTP MCP endpoint as a plain ASGI app (mounted at exactly `/mcp`)."""
+
+    def __init__(self, manager: StreamableHTTPSessionManager) -> None:
+        self._manager = manager
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._manager.handle_request(scope, receive, send)
+
+
+_API_DESCRIPTION = """\
+Runs short, untrusted Python and JavaScript snippets in a sandbox (no network, no host
+files, hard limits on time, memory, processes and output) and returns their result as JSON.
+
+* `POST /v1/execute` runs `{language, code, inputs?, timeout_ms?, memory_mb?,
+  output_schema?}` and answers 200 with an ExecutionResult for every outcome of the snippet.
+* `POST /v1/tools/execute-python` and `/v1/tools/execute-javascript` are the same without
+  `language`; `GET /v1/tools` describes both for an LLM.
+* MCP (streamable HTTP) is served at `/mcp`.
+
+Errors of the request itself are `{"error": {"type", "message"}}` with 401, 413, 422 or
+429 (with `Retry-After`).
+"""
+
+
+def _configure_logging(log_level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("coderunner")
+    root.handlers = [handler]
+    root.setLevel(log_level.upper())
+    root.propagate = False
+
+
+def serve(
+    settings: Settings,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api_keys: Sequence[str] = (),
+    log_level: str = "info",
+    log_inputs: bool = False,
+) -> None:
+    """Serve the app with uvicorn until SIGINT/SIGTERM, then shut down gracefully.
+
+    On a signal the server stops accepting connections, lets running executions finish
+    (for at most the longest timeout a request may ask for, plus 5 s; then they are
+    cancelled and their jails killed), and closes the Engine, killing idle workers.
+    """
+    _configure_logging(log_level)
+    if not api_keys and host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("serving on %s without API keys: anyone who reaches it can run code", host)
+    if log_inputs:
+        log.warning("--log-inputs: code and inputs of every execution are logged")
+    app = create_app(settings, api_keys=api_keys, log_inputs=log_inputs, host=host)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        lifespan="on",
+        server_header=False,
+        timeout_graceful_shutdown=int(settings.max_timeout_ms / 1000) + 5,
+    )
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        raise CodeRunnerError("the server did not start; see the log above")
