@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pydantic
+
 from ._errors import CodeRunnerError, InvalidRequest
 from ._models import ExecutionRequest, ExecutionResult, Language
 from ._settings import Settings, describe_settings
@@ -255,11 +257,18 @@ def cmd_run(args: argparse.Namespace) -> int:
             memory_mb=args.memory_mb,
             output_schema=read_schema(args.schema),
         )
-    except ValueError as exc:
-        raise UsageError(f"coderunner run: {exc}") from None
+    except pydantic.ValidationError as exc:
+        raise UsageError(f"coderunner run: {validation_message(exc)}") from None
     result = asyncio.run(_run_one(request))
     print(result.model_dump_json(indent=2))
     return EXIT_OK if result.ok else EXIT_NOT_OK
+
+
+def validation_message(exc: pydantic.ValidationError) -> str:
+    """One readable line per problem: ``memory_mb: Input should be ... 32``."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg']}" for e in exc.errors()
+    )
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
