@@ -19,10 +19,21 @@ function writeAll(bytes) {
   while (offset < bytes.length) offset += resultFile.writeSync(bytes.subarray(offset));
 }
 
+// Plain reads, not Deno.stdin.readable: the first use of web streams costs ~7 ms.
 async function readStdin() {
   const chunks = [];
-  for await (const chunk of Deno.stdin.readable) chunks.push(chunk);
-  return new TextDecoder().decode(await new Blob(chunks).arrayBuffer());
+  let size = 0;
+  const buffer = new Uint8Array(1 << 16);
+  for (;;) {
+    const n = await Deno.stdin.read(buffer);
+    if (n === null) break;
+    chunks.push(buffer.slice(0, n));
+    size += n;
+  }
+  const all = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) { all.set(chunk, offset); offset += chunk.length; }
+  return new TextDecoder().decode(all);
 }
 
 class ExitCalled extends Error {
