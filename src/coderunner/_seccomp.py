@@ -39,7 +39,9 @@ def _export(filt) -> bytes:  # type: ignore[no-untyped-def]
         return out.read()
 
 
-def _jail_rules(sc, policy: SandboxPolicy, allow: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+def _jail_rules(
+    sc, policy: SandboxPolicy, allow: tuple[str, ...] = (), allow_clone: tuple[int, ...] = ()
+):  # type: ignore[no-untyped-def]
     filt = sc.SyscallFilter(sc.ALLOW)
     # Any other ABI (i386 int 0x80, x32) would dodge rules written for the native one.
     filt.set_attr(sc.Attr.ACT_BADARCH, sc.KILL_PROCESS)
@@ -53,6 +55,8 @@ def _jail_rules(sc, policy: SandboxPolicy, allow: tuple[str, ...] = ()):  # type
     for name in ENOSYS_SYSCALLS:
         filt.add_rule(sc.ERRNO(errno.ENOSYS), name)
     for flag in CLONE_NEW_FLAGS:
+        if flag in allow_clone:
+            continue
         filt.add_rule(sc.ERRNO(errno.EPERM), "clone", sc.Arg(0, sc.MASKED_EQ, flag, flag))
     for name in ("socket", "socketpair"):
         rule_args = [sc.Arg(0, sc.NE, family) for family in ALLOWED_SOCKET_FAMILIES]
@@ -70,11 +74,16 @@ def compile_jail_filter(policy: SandboxPolicy) -> bytes:
 # RELAXATION (fork server only): it may unshare and mount to give each child fresh
 # namespaces and its own /tmp.  Each child then adds the full child filter below.
 FORK_SERVER_ALLOWED = ("unshare", "mount", "umount2")
+FORK_SERVER_CLONE = (0x00020000, 0x08000000, 0x20000000)  # CLONE_NEWNS, NEWIPC, NEWPID
 
 
 def compile_fork_server_filter(policy: SandboxPolicy) -> bytes:
     """The filter bubblewrap installs before it starts the Python fork server."""
-    return _export(_jail_rules(_load_library(), policy, allow=FORK_SERVER_ALLOWED))
+    return _export(
+        _jail_rules(
+            _load_library(), policy, allow=FORK_SERVER_ALLOWED, allow_clone=FORK_SERVER_CLONE
+        )
+    )
 
 
 def compile_child_filter(policy: SandboxPolicy) -> bytes:
