@@ -126,3 +126,15 @@ def test_doctor_fails_closed_without_bubblewrap(tmp_path: Path) -> None:
         env=env,
     )  # fmt: skip
     assert run.returncode == 1 and "bubblewrap" in run.stderr
+
+
+def test_bench_runs_every_path_and_writes_json(tmp_path: Path) -> None:
+    # A smoke run of the harness (not a timed test: the numbers are not asserted).
+    out = cli("bench", "--seconds", "0.3", "--json", str(tmp_path / "bench.json"), timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    report = json.loads((tmp_path / "bench.json").read_text())
+    paths = {r["path"] for r in report["results"]}
+    assert {"python via API, 1 client", "javascript via HTTP", "naive python -I -S per run",
+            "naive deno run per run"} <= paths  # fmt: skip
+    assert all(r["runs"] > 0 for r in report["results"])
+    assert "naive p50 / p50" in out.stdout and report["first_execution_after_start_s"] > 0
