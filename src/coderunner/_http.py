@@ -1,8 +1,9 @@
 """The HTTP API: a thin FastAPI adapter over the Engine, with the MCP server at `/mcp`.
 
-`create_app` builds the ASGI app (its lifespan starts and stops the Engine); `serve`
-runs it under uvicorn.  In front of every route sits `_Guard`, a plain ASGI layer that
-checks the API key and the body size before anything reads the body.
+`create_app` builds the ASGI app (its lifespan starts and stops the Engine);
+`coderunner._launch.serve` runs it under uvicorn.  In front of every route sits
+`_Guard`, a plain ASGI layer that checks the API key and the body size before anything
+reads the body.
 
 Every error of the request itself is JSON ``{"error": {"type", "message"}}``:
 
@@ -19,11 +20,9 @@ import hmac
 import json
 import logging
 import math
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
-import uvicorn
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -55,7 +54,7 @@ from ._mcp import (
 from ._models import ExecutionRequest, ExecutionResult, Language
 from ._settings import Settings
 
-__all__ = ["create_app", "serve"]
+__all__ = ["create_app"]
 
 log = logging.getLogger("coderunner.http")
 
@@ -570,49 +569,3 @@ files, hard limits on time, memory, processes and output) and returns their resu
 Errors of the request itself are `{"error": {"type", "message"}}` with 401, 413, 422 or
 429 (with `Retry-After`).
 """
-
-
-def _configure_logging(log_level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("coderunner")
-    root.handlers = [handler]
-    root.setLevel(log_level.upper())
-    root.propagate = False
-
-
-def serve(
-    settings: Settings,
-    *,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    api_keys: Sequence[str] = (),
-    log_level: str = "info",
-    log_inputs: bool = False,
-) -> None:
-    """Serve the app with uvicorn until SIGINT/SIGTERM, then shut down gracefully.
-
-    On a signal the server stops accepting connections, lets running executions finish
-    (for at most the longest timeout a request may ask for, plus 5 s; then they are
-    cancelled and their jails killed), and closes the Engine, killing idle workers.
-    """
-    _configure_logging(log_level)
-    if not api_keys and host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("serving on %s without API keys: anyone who reaches it can run code", host)
-    if log_inputs:
-        log.warning("--log-inputs: code and inputs of every execution are logged")
-    app = create_app(settings, api_keys=api_keys, log_inputs=log_inputs, host=host)
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level=log_level,
-        lifespan="on",
-        server_header=False,
-        timeout_graceful_shutdown=int(settings.max_timeout_ms / 1000) + 5,
-    )
-    server = uvicorn.Server(config)
-    with contextlib.suppress(KeyboardInterrupt):
-        server.run()
-    if not server.started:
-        raise CodeRunnerError("the server did not start; see the log above")

@@ -194,7 +194,12 @@ def serve(
     log_level: str = "info",
     log_inputs: bool = False,
 ) -> None:
-    """Serve until SIGINT/SIGTERM; see `coderunner._http.serve` for the shutdown rules."""
+    """Serve the API with uvicorn until SIGINT/SIGTERM, then shut down gracefully.
+
+    On a signal the server stops accepting connections, lets running executions finish
+    (for at most the longest timeout a request may ask for, plus 5 s; then they are
+    cancelled and their jails killed), and closes the Engine, killing idle workers.
+    """
     import uvicorn
 
     _configure_logging(log_level)
