@@ -325,32 +325,32 @@ def run_snippet(code: str, inputs: dict) -> dict:
     return header
 
 
+def failure(
+    type: str,
+    message: str,
+    name: str | None = None,
+    line: int | None = None,
+    traceback: str | None = None,
+) -> dict:
+    """A frame header for an execution that did not produce a valid result."""
+    error = {"type": type, "name": name, "message": message, "line": line}
+    return {"ok": False, "error": {**error, "traceback": traceback}}
+
+
 def _run_snippet(code: str, inputs: dict) -> dict:
     linecache.cache[SNIPPET] = (len(code), None, code.splitlines(True), SNIPPET)
     try:
         compiled = compile_snippet(code)
     except SyntaxError as exc:
-        return {
-            "ok": False,
-            "error": {
-                "type": "syntax_error",
-                "name": type(exc).__name__,
-                "message": exc.msg or str(exc),
-                "line": exc.lineno,
-                "traceback": "".join(traceback.format_exception_only(type(exc), exc)),
-            },
-        }
+        return failure(
+            "syntax_error",
+            exc.msg or str(exc),
+            name=type(exc).__name__,
+            line=exc.lineno,
+            traceback="".join(traceback.format_exception_only(type(exc), exc)),
+        )
     except (ValueError, RecursionError, MemoryError) as exc:  # e.g. null bytes, absurd nesting
-        return {
-            "ok": False,
-            "error": {
-                "type": "syntax_error",
-                "name": type(exc).__name__,
-                "message": str(exc),
-                "line": None,
-                "traceback": None,
-            },
-        }
+        return failure("syntax_error", str(exc), name=type(exc).__name__)
     namespace = {"__name__": "snippet", "__builtins__": builtins, "inputs": inputs}
     namespace.update({k: v for k, v in inputs.items() if k.isidentifier()})
     main_line = None
@@ -364,27 +364,9 @@ def _run_snippet(code: str, inputs: dict) -> dict:
         else:
             value = namespace.get(_RESULT_NAME)
     except InputProblem as exc:
-        return {
-            "ok": False,
-            "error": {
-                "type": "input_error",
-                "name": None,
-                "message": str(exc),
-                "line": main_line,
-                "traceback": None,
-            },
-        }
+        return failure("input_error", str(exc), line=main_line)
     except MemoryError:
-        return {
-            "ok": False,
-            "error": {
-                "type": "memory_limit",
-                "name": "MemoryError",
-                "message": "the snippet went over its memory limit",
-                "line": None,
-                "traceback": None,
-            },
-        }
+        return failure("memory_limit", "the snippet went over its memory limit", name="MemoryError")
     except SystemExit as exc:
         error = error_from_exception(exc, 0)
         how = getattr(exc, "how", "sys.exit")
@@ -396,38 +378,21 @@ def _run_snippet(code: str, inputs: dict) -> dict:
         check_json(value)
         body = _dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
     except SerializationProblem as p:
-        return {
-            "ok": False,
-            "error": {
-                "type": "serialization_error",
-                "name": p.type_name,
-                "message": f"{p.path} is {p.type_name}, which is not JSON: {p.hint}",
-                "line": None,
-                "traceback": None,
-            },
-        }
+        return failure(
+            "serialization_error",
+            f"{p.path} is {p.type_name}, which is not JSON: {p.hint}",
+            name=p.type_name,
+        )
     except (ValueError, TypeError, RecursionError) as exc:
-        return {
-            "ok": False,
-            "error": {
-                "type": "serialization_error",
-                "name": type(exc).__name__,
-                "message": f"result cannot be encoded as JSON: {exc}",
-                "line": None,
-                "traceback": None,
-            },
-        }
+        return failure(
+            "serialization_error",
+            f"result cannot be encoded as JSON: {exc}",
+            name=type(exc).__name__,
+        )
     except MemoryError:
-        return {
-            "ok": False,
-            "error": {
-                "type": "memory_limit",
-                "name": "MemoryError",
-                "message": "the result did not fit in the memory limit",
-                "line": None,
-                "traceback": None,
-            },
-        }
+        return failure(
+            "memory_limit", "the result did not fit in the memory limit", name="MemoryError"
+        )
     return {"ok": True, "body": body}
 
 
@@ -473,23 +438,11 @@ def serve_job(result_fd: int, status_fd: int) -> None:
         except UnicodeEncodeError:  # lone surrogates: let JSON escape them
             encoded = _dumps(_loads(body), separators=(",", ":")).encode()
         if len(encoded) > job["result_limit_bytes"]:
-            data = (
-                _dumps(
-                    {
-                        "ok": False,
-                        "error": {
-                            "type": "output_limit",
-                            "name": None,
-                            "message": f"the result is {len(encoded)} bytes of JSON, "
-                            "above the limit of "
-                            f"{job['result_limit_bytes']} bytes",
-                            "line": None,
-                            "traceback": None,
-                        },
-                    }
-                ).encode()
-                + b"\n"
+            limit = job["result_limit_bytes"]
+            message = (
+                f"the result is {len(encoded)} bytes of JSON, above the limit of {limit} bytes"
             )
+            data = _dumps(failure("output_limit", message)).encode() + b"\n"
         else:
             data += encoded
     view = memoryview(data)
