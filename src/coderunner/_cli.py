@@ -172,19 +172,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _read_json_object(flag: str, path: str, what: str) -> dict[str, Any]:
+    try:
+        loaded = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise UsageError(f"{flag}: cannot read {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise UsageError(f"{flag}: {path} is not JSON: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise UsageError(f"{flag}: {path} must hold {what}")
+    return loaded
+
+
 def parse_inputs(pairs: list[str], inputs_file: str | None) -> dict[str, Any]:
     """Inputs from --inputs FILE.json, then each -i NAME=JSON on top."""
     inputs: dict[str, Any] = {}
     if inputs_file:
-        try:
-            loaded = json.loads(Path(inputs_file).read_text())
-        except OSError as exc:
-            raise UsageError(f"--inputs: cannot read {inputs_file}: {exc.strerror}") from None
-        except ValueError as exc:
-            raise UsageError(f"--inputs: {inputs_file} is not JSON: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise UsageError(f"--inputs: {inputs_file} must hold a JSON object of inputs")
-        inputs.update(loaded)
+        inputs.update(_read_json_object("--inputs", inputs_file, "a JSON object of inputs"))
     for pair in pairs:
         name, eq, raw = pair.partition("=")
         if not eq or not name:
@@ -199,17 +203,8 @@ def parse_inputs(pairs: list[str], inputs_file: str | None) -> dict[str, Any]:
 
 
 def read_schema(path: str | None) -> dict[str, Any] | None:
-    if not path:
-        return None
-    try:
-        schema = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise UsageError(f"--schema: cannot read {path}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise UsageError(f"--schema: {path} is not JSON: {exc}") from None
-    if not isinstance(schema, dict):
-        raise UsageError(f"--schema: {path} must hold a JSON Schema object")
-    return schema
+    """The JSON Schema in --schema FILE, if given."""
+    return _read_json_object("--schema", path, "a JSON Schema object") if path else None
 
 
 def _snippet(args: argparse.Namespace) -> tuple[str, Language]:
