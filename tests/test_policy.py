@@ -15,7 +15,11 @@ from coderunner._policy import (
     bwrap_argv,
     python_runtime_paths,
 )
-from coderunner._seccomp import compile_exec_filter, compile_jail_filter
+from coderunner._seccomp import (
+    compile_child_filter,
+    compile_fork_server_filter,
+    compile_jail_filter,
+)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +33,6 @@ def argv_for(policy: SandboxPolicy) -> list[str]:
         ["python3", "runner.py"],
         seccomp_fd=7,
         result_fifo="/x/result",
-        exec_filter="/x/exec.bpf",
     )
 
 
@@ -108,6 +111,16 @@ def test_denied_syscalls_cover_the_known_escapes() -> None:
 
 def test_filters_compile_to_bpf(policy: SandboxPolicy) -> None:
     jail = compile_jail_filter(policy)
-    exec_only = compile_exec_filter()
+    server = compile_fork_server_filter(policy)
+    child = compile_child_filter(policy)
     assert len(jail) % 8 == 0 and len(jail) > 8 * len(DENIED_SYSCALLS)
-    assert len(exec_only) % 8 == 0 and len(exec_only) < len(jail)
+    # The fork server's filter relaxes a few rules; each child's adds exec and bind/connect.
+    assert len(server) % 8 == 0 and len(server) < len(jail) < len(child)
+
+
+def test_only_the_fork_server_keeps_a_capability(policy: SandboxPolicy) -> None:
+    plain = argv_for(policy)
+    assert "--cap-add" not in plain
+    server = bwrap_argv(policy, ["python3"], seccomp_fd=3, result_fifo=None, fork_server=True)
+    assert server[server.index("--cap-add") + 1] == "CAP_SYS_ADMIN"
+    assert "--bind" not in server

@@ -23,7 +23,6 @@ from ._pool import WorkerPool
 from ._schema import compile_schema, schema_problems
 from ._seccomp import (
     compile_child_filter,
-    compile_exec_filter,
     compile_fork_server_filter,
     compile_jail_filter,
 )
@@ -53,7 +52,6 @@ class Engine:
         self._pools: dict[tuple[Language, int], WorkerPool] = {}
         self._statedir: str | None = None
         self._jail_filter = b""
-        self._exec_filter_path = ""
         self._cgroups: CgroupManager | None = None
         self._forkservers: ForkServerGroup | None = None
         self._slots: asyncio.Semaphore | None = None
@@ -77,9 +75,6 @@ class Engine:
         self.policy = build_policy(tmp_size_mb=s.tmp_size_mb, max_processes=s.max_processes)
         self._jail_filter = compile_jail_filter(self.policy)
         self._statedir = tempfile.mkdtemp(prefix="coderunner-")
-        self._exec_filter_path = os.path.join(self._statedir, "exec.bpf")
-        with open(self._exec_filter_path, "wb") as f:
-            f.write(compile_exec_filter())
         child_filter_path = os.path.join(self._statedir, "child.bpf")
         with open(child_filter_path, "wb") as f:
             f.write(compile_child_filter(self.policy))
@@ -96,7 +91,7 @@ class Engine:
             log.warning("cgroups unavailable (%s); rlimits only", self._cgroups.problem)
         self._forkservers = ForkServerGroup(
             s.python_fork_servers, self.policy, compile_fork_server_filter(self.policy),
-            child_filter_path, self._exec_filter_path, self._cgroups, s.output_limit_bytes,
+            child_filter_path, self._cgroups, s.output_limit_bytes,
         )  # fmt: skip
         self._slots = asyncio.Semaphore(s.max_concurrency)
         self._started = True
@@ -154,7 +149,7 @@ class Engine:
             runtime,
             self.policy,
             self._jail_filter,
-            self._exec_filter_path,
+            self._statedir,
             self._cgroups,
             self.settings.output_limit_bytes,
         )

@@ -69,7 +69,6 @@ class ForkServer:
         policy: SandboxPolicy,
         server_filter: bytes,
         child_filter_path: str,
-        exec_filter_path: str,
         cgroups: CgroupManager | None,
     ) -> ForkServer:
         """Start the fork server in its jail and wait until it is up."""
@@ -85,7 +84,7 @@ class ForkServer:
         ]  # fmt: skip
         argv = bwrap_argv(
             policy, command, seccomp_fd=seccomp_fd, result_fifo=None,
-            exec_filter=exec_filter_path, extra_files=((child_filter_path, JAIL_CHILD_FILTER),),
+            extra_files=((child_filter_path, JAIL_CHILD_FILTER),),
             fork_server=True,
         )  # fmt: skip
         try:
@@ -324,7 +323,6 @@ class ForkServerGroup:
         policy: SandboxPolicy,
         server_filter: bytes,
         child_filter_path: str,
-        exec_filter_path: str,
         cgroups: CgroupManager | None,
         output_limit_bytes: int,
     ) -> None:
@@ -334,7 +332,6 @@ class ForkServerGroup:
         self._policy = policy
         self._server_filter = server_filter
         self._child_filter_path = child_filter_path
-        self._exec_filter_path = exec_filter_path
         self._cgroups = cgroups
         self._output_limit = output_limit_bytes
         self.restarts = 0
@@ -352,7 +349,7 @@ class ForkServerGroup:
             starting = asyncio.ensure_future(
                 ForkServer.start(
                     self._policy, self._server_filter, self._child_filter_path,
-                    self._exec_filter_path, self._cgroups,
+                    self._cgroups,
                 )
             )  # fmt: skip
             self._starting[index] = starting

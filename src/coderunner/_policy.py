@@ -87,8 +87,9 @@ ENOSYS_SYSCALLS: tuple[str, ...] = ("clone3",)
 # with EAFNOSUPPORT, a second wall behind the empty network namespace.
 ALLOWED_SOCKET_FAMILIES: tuple[int, ...] = (1,)  # AF_UNIX
 
-# Program starts are refused in the Python runner once it is up (a second filter it
-# loads itself); bubblewrap itself must exec the runtime, so the first filter allows it.
+# Program starts are refused in every Python fork-server child (its own filter, loaded
+# before its job).  bubblewrap itself must exec a runtime, so the jail's filter allows
+# them; for JavaScript, Deno's permissions refuse them and nothing else is mounted.
 EXEC_SYSCALLS: tuple[str, ...] = ("execve", "execveat")
 
 
@@ -178,7 +179,6 @@ RUNNER_DIR = str(Path(__file__).parent / "runtimes")
 JAIL_RUNNER_DIR = "/runner"  # where the runner scripts appear inside the jail
 JAIL_DENO = "/runtime/deno"
 JAIL_RESULT = "/run/result"  # the FIFO that carries the runner's frames to the host
-JAIL_EXEC_FILTER = "/run/exec.bpf"  # BPF the Python runner loads to refuse execve
 
 
 def build_policy(tmp_size_mb: int = 16, max_processes: int = 16) -> SandboxPolicy:
@@ -208,7 +208,6 @@ def bwrap_argv(
     *,
     seccomp_fd: int,
     result_fifo: str | None,
-    exec_filter: str,
     extra_env: tuple[tuple[str, str], ...] = (),
     extra_files: tuple[tuple[str, str], ...] = (),
     fork_server: bool = False,
@@ -220,7 +219,6 @@ def bwrap_argv(
         command: the runtime's argv inside the jail.
         seccomp_fd: an fd holding the compiled filter bwrap installs before exec.
         result_fifo: host FIFO bound at /run/result (single-use workers), or None.
-        exec_filter: host file with the exec-refusing filter, bound at /run/exec.bpf.
         extra_env: runtime-specific variables (e.g. DENO_DIR).
         extra_files: more (host file, jail path) read-only binds.
         fork_server: keep CAP_SYS_ADMIN in the jail's user namespace (see below).
@@ -267,7 +265,6 @@ def bwrap_argv(
         "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
         "--size", str(policy.tmp_size_mb * 1024 * 1024), "--perms", "1777", "--tmpfs", "/tmp",
         "--dir", "/run",
-        "--ro-bind", exec_filter, JAIL_EXEC_FILTER,
     ]
     # fmt: on
     if result_fifo is not None:

@@ -94,13 +94,3 @@ def compile_child_filter(policy: SandboxPolicy) -> bytes:
     for name in (*EXEC_SYSCALLS, "bind", "connect", "listen", "accept", "accept4"):
         filt.add_rule(sc.ERRNO(errno.EPERM), name)
     return _export(filt)
-
-
-def compile_exec_filter() -> bytes:
-    """The filter the Python runner adds once it is up: no program starts at all."""
-    sc = _load_library()
-    filt = sc.SyscallFilter(sc.ALLOW)
-    filt.set_attr(sc.Attr.ACT_BADARCH, sc.KILL_PROCESS)
-    for name in EXEC_SYSCALLS:
-        filt.add_rule(sc.ERRNO(errno.EPERM), name)
-    return _export(filt)

@@ -52,15 +52,6 @@ class Runtime:
     own_threads: int = 4
 
     @classmethod
-    def python(cls, interpreter: str) -> Runtime:
-        # -I: isolated (no env vars, no user site); -S: no site-packages;
-        # -B: no .pyc writes; -u: unbuffered, so output before a kill is kept.
-        return cls(
-            Language.PYTHON,
-            (interpreter, "-I", "-S", "-B", "-u", f"{JAIL_RUNNER_DIR}/python_runner.py"),
-        )
-
-    @classmethod
     def javascript(cls, memory_mb: int) -> Runtime:
         # No --allow-* but the scratch /tmp and the result FIFO: Deno's permissions
         # are a second wall behind the jail (no net, env, run, ffi, sys).
@@ -363,12 +354,12 @@ class Worker(JailedProcess):
         runtime: Runtime,
         policy: SandboxPolicy,
         jail_filter: bytes,
-        exec_filter_path: str,
+        statedir: str,
         cgroups: CgroupManager | None,
         output_limit_bytes: int,
     ) -> Worker:
         """Start a jailed runner (called in the service process)."""
-        workdir = tempfile.mkdtemp(prefix="w-", dir=os.path.dirname(exec_filter_path))
+        workdir = tempfile.mkdtemp(prefix="w-", dir=statedir)
         fifo = os.path.join(workdir, "result")
         os.mkfifo(fifo, 0o600)
         # Our own write end keeps the FIFO from reading as EOF before the runner opens it.
@@ -382,7 +373,6 @@ class Worker(JailedProcess):
             list(runtime.command),
             seccomp_fd=seccomp_fd,
             result_fifo=fifo,
-            exec_filter=exec_filter_path,
             extra_env=runtime.env,
         )
         cgroup = None

@@ -1,11 +1,10 @@
-"""Runs inside the jail: one snippet, then exit.  Standard library only.
+"""Runs inside the jail: the snippet conventions, results and errors of Python.
 
-Protocol with the host (coderunner._worker):
-  1. start, import the common standard library, refuse program starts (seccomp);
-  2. write b"ready\\n" to the result FIFO, then read the job (JSON) from stdin to EOF;
-  3. run the snippet, write one JSON header line to the result FIFO, followed by the
-     encoded result when the header says ``"ok": true``; exit.
-What the snippet prints goes to stdout/stderr, which the host captures separately.
+Imported once by the fork server (python_zygote.py), whose children each call
+`serve_job` once: read the job (JSON) from stdin to EOF, run the snippet, write one JSON
+header line to the result descriptor, followed by the encoded result when the header
+says ``"ok": true``, and exit.  What the snippet prints goes to stdout/stderr, which the
+host captures separately.  Standard library only.
 """
 
 import ast
@@ -15,7 +14,6 @@ import builtins
 import collections
 import contextlib
 import csv
-import ctypes
 import dataclasses
 import datetime
 import decimal
@@ -47,8 +45,6 @@ import zoneinfo
 _dumps, _loads = json.dumps, json.loads
 
 SNIPPET = "<snippet>"
-RESULT_PATH = "/run/result"
-EXEC_FILTER_PATH = "/run/exec.bpf"
 MAX_DEPTH = 500
 _RESULT_NAME = "__coderunner_result__"
 
@@ -75,22 +71,6 @@ _WARM = (
     uuid,
     zoneinfo,
 )
-
-
-def refuse_program_starts() -> None:
-    """Load the second seccomp filter: execve/execveat answer EPERM from now on."""
-    with open(EXEC_FILTER_PATH, "rb") as f:
-        program = f.read()
-
-    class SockFprog(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
-
-    buf = ctypes.create_string_buffer(program, len(program))
-    fprog = SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_char_p))
-    libc = ctypes.CDLL(None, use_errno=True)
-    pr_set_seccomp, seccomp_mode_filter = 22, 2
-    if libc.prctl(pr_set_seccomp, seccomp_mode_filter, ctypes.byref(fprog), 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "could not load the exec filter")
 
 
 class SerializationProblem(Exception):
@@ -404,17 +384,10 @@ def _vm_size_bytes(status_fd: int) -> int:
     return 0
 
 
-def main() -> None:
-    refuse_program_starts()
-    result_fd = os.open(RESULT_PATH, os.O_WRONLY)
-    os.write(result_fd, b"ready\n")
-    serve_job(result_fd, os.open("/proc/self/status", os.O_RDONLY))
-
-
 def serve_job(result_fd: int, status_fd: int) -> None:
     """Read the job from stdin, run it, write the frame to result_fd and exit.
 
-    Shared by this single-use runner and the fork server's children (python_zygote.py).
+    Called once in each fork-server child, after its isolation is in place.
     """
     # A session (and process group) of its own: kill(0, ...) / killpg from the snippet
     # must not reach the fork server or sibling executions that share its group.
@@ -450,7 +423,3 @@ def serve_job(result_fd: int, status_fd: int) -> None:
         view = view[os.write(result_fd, view) :]
     os.close(result_fd)
     os._exit(0)
-
-
-if __name__ == "__main__":
-    main()
