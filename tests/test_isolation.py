@@ -201,3 +201,27 @@ def test_many_parallel_requests_during_warm_up_all_succeed(jail: dict) -> None:
 
     results = asyncio.run(burst())
     assert [r.result for r in results] == [i * 2 for i in range(24)] + [i * 2 for i in range(6)]
+
+
+def test_a_fork_server_lost_mid_execution_is_the_services_fault(loop, engine) -> None:
+    async def lose_server() -> ExecutionResult:
+        await engine.execute(ExecutionRequest(language="python", code="1"))  # warm again
+        running = asyncio.ensure_future(
+            engine.execute(
+                ExecutionRequest(
+                    language="python", code="import time\ntime.sleep(8)", timeout_ms=20_000
+                )
+            )
+        )
+        while engine.running == 0:  # until it has its child
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)
+        for server in engine._forkservers._slots:
+            if server is not None and server.alive:
+                os.kill(server.process.pid, signal.SIGKILL)
+        return await running
+
+    result = loop.run_until_complete(lose_server())
+    assert result.error is not None and result.error.type == "sandbox_error", result
+    assert "fork server was lost" in result.error.message
+    assert run(loop, engine, "python", "2 + 2").result == 4

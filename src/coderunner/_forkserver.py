@@ -22,13 +22,15 @@ from typing import Any
 
 from ._cgroup import CgroupManager, CgroupSlot
 from ._errors import SandboxUnavailable
-from ._models import Language
+from ._models import ErrorDetail, ErrorType, Language
 from ._policy import JAIL_RUNNER_DIR, SandboxPolicy, bwrap_argv, python_runtime_paths
 from ._worker import JailedProcess, Runtime, WorkerState, _Capture
 
 log = logging.getLogger("coderunner.forkserver")
 
 JAIL_CHILD_FILTER = "/run/child.bpf"
+# The exit status of a child whose fork server died under it (the service's fault).
+SERVER_LOST = -(1 << 16)
 _UCRED = struct.Struct("3i")  # struct ucred {pid, uid, gid}
 
 
@@ -144,13 +146,15 @@ class ForkServer:
                         future.set_result(int(words[2]))
                 else:
                     self._ready.put_nowait(SandboxUnavailable(data.decode(errors="replace")))
+        except ConnectionResetError:  # the server died: the same as end of file
+            pass
         except (OSError, IndexError, ValueError) as exc:
             log.error("fork server control channel failed: %s", exc)
         finally:
             self.closed = True
             for future in self._exits.values():
                 if not future.done():
-                    future.set_result(-signal.SIGKILL)
+                    future.set_result(SERVER_LOST)
             self._ready.put_nowait(SandboxUnavailable("the Python fork server exited"))
 
     async def fork(self, cgroups: CgroupManager | None, output_limit_bytes: int,
@@ -211,6 +215,17 @@ class ForkedWorker(JailedProcess):
         self._result = None
         self._stdout = None
         self._stderr = None
+
+    def _no_result_error(
+        self, returncode: int | None, memory_hit: bool, memory_mb: int, too_big: bool
+    ) -> ErrorDetail:
+        if returncode == SERVER_LOST:
+            return ErrorDetail(
+                type=ErrorType.SANDBOX_ERROR,
+                message="the Python fork server was lost during the execution; "
+                "it has been replaced, retry the request",
+            )
+        return super()._no_result_error(returncode, memory_hit, memory_mb, too_big)
 
     async def wait_ready(self, timeout_s: float = 30.0) -> None:
         """Wait for the child's ready message; learn its host pid and put it in its cgroup."""
@@ -341,19 +356,20 @@ class ForkServerGroup:
         if server is not None and server.alive:
             return server
         starting = self._starting[index]
+        # Decided before any await: one replacement per slot, however many callers.
         if starting is None or (starting.done() and starting.exception() is not None):
-            if server is not None:
-                self.restarts += 1
-                log.warning("fork server %d died; starting a new one", index)
-                await server.close()
-            starting = asyncio.ensure_future(
-                ForkServer.start(
-                    self._policy, self._server_filter, self._child_filter_path,
-                    self._cgroups,
-                )
-            )  # fmt: skip
+            starting = asyncio.ensure_future(self._replace(index, server))
             self._starting[index] = starting
-        server = await asyncio.shield(starting)
+        return await asyncio.shield(starting)
+
+    async def _replace(self, index: int, old: ForkServer | None) -> ForkServer:
+        if old is not None:
+            self.restarts += 1
+            log.warning("fork server %d died; starting a new one", index)
+            await old.close()
+        server = await ForkServer.start(
+            self._policy, self._server_filter, self._child_filter_path, self._cgroups
+        )
         self._slots[index] = server
         self._starting[index] = None
         return server
@@ -366,14 +382,11 @@ class ForkServerGroup:
         return await server.fork(self._cgroups, self._output_limit, self._policy.max_processes)
 
     async def close(self) -> None:
+        """Close every fork server, including any still starting."""
+        for starting in self._starting:
+            if starting is not None:
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(asyncio.shield(starting), 30)
         for server in self._slots:
             if server is not None:
                 await server.close()
-        for starting in self._starting:
-            if starting is None:
-                continue
-            with contextlib.suppress(BaseException):
-                server = await asyncio.wait_for(asyncio.shield(starting), 30)
-                if server not in self._slots:
-                    await server.close()
-            starting.cancel()
