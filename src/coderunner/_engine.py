@@ -49,7 +49,7 @@ class Engine:
         self.settings = settings or Settings.from_env()
         self._warm = tuple(Language) if warm is None else warm
         self.policy: SandboxPolicy | None = None
-        self._pools: dict[tuple[Language, int], WorkerPool] = {}
+        self._pools: dict[Language, WorkerPool] = {}
         self._statedir: str | None = None
         self._jail_filter = b""
         self._cgroups: CgroupManager | None = None
@@ -96,7 +96,7 @@ class Engine:
         self._slots = asyncio.Semaphore(s.max_concurrency)
         self._started = True
         for language in self._warm:
-            self._pool(language, s.default_memory_mb).fill()
+            self._pool(language).fill()
 
     async def aclose(self) -> None:
         """Kill idle workers and remove the engine's files and cgroups."""
@@ -119,28 +119,22 @@ class Engine:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    def _pool(self, language: Language, memory_mb: int) -> WorkerPool:
-        # Python lowers its memory limit per job, so one pool serves every memory_mb;
-        # the JavaScript pool is for the default size (see _execute_in_worker).
-        key = (language, 0 if language is Language.PYTHON else memory_mb)
-        pool = self._pools.get(key)
+    def _pool(self, language: Language) -> WorkerPool:
+        """The warm pool of a language.  Python lowers its memory limit per job, so its
+        children serve every memory_mb; V8's heap size is fixed when Deno starts, so the
+        JavaScript pool holds runtimes of the default size (see _execute_in_worker)."""
+        pool = self._pools.get(language)
         if pool is None:
-            default = memory_mb == self.settings.default_memory_mb
-            size = (
-                self.settings.python_pool_size
-                if language is Language.PYTHON
-                else self.settings.javascript_pool_size
-                if default
-                else 1
-            )
             if language is Language.PYTHON:
                 assert self._forkservers is not None
                 spawn = self._forkservers.spawn
+                size = self.settings.python_pool_size
             else:
-                runtime = Runtime.javascript(memory_mb)
+                runtime = Runtime.javascript(self.settings.default_memory_mb)
                 spawn = functools.partial(self._spawn, runtime)
-            pool = WorkerPool(f"{language.value}-{key[1]}", spawn, size)
-            self._pools[key] = pool
+                size = self.settings.javascript_pool_size
+            pool = WorkerPool(language.value, spawn, size)
+            self._pools[language] = pool
         return pool
 
     async def _spawn(self, runtime: Runtime) -> Worker:
@@ -226,7 +220,7 @@ class Engine:
                 worker = await self._spawn(Runtime.javascript(memory_mb))
                 await worker.wait_ready()
             else:
-                worker = await self._pool(request.language, memory_mb).acquire()
+                worker = await self._pool(request.language).acquire()
         except SandboxUnavailable as exc:
             return ExecutionResult(
                 ok=False,
