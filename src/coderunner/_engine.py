@@ -27,9 +27,13 @@ from ._seccomp import (
     compile_jail_filter,
 )
 from ._settings import Settings
-from ._worker import Runtime, Worker, wait_for_cleanups
+from ._worker import JailedProcess, Runtime, Worker, WorkerLost, wait_for_cleanups
 
 log = logging.getLogger("coderunner.engine")
+
+# Workers that die idle (a fork server lost, a runtime killed) are replaced; a job that
+# never reached its worker runs on the next one, this many times at most.
+_DELIVERY_ATTEMPTS = 3
 
 
 class Engine:
@@ -210,47 +214,48 @@ class Engine:
         self, request: ExecutionRequest, timeout_ms: int, memory_mb: int
     ) -> ExecutionResult:
         started = time.perf_counter()
-        try:
-            if (
-                request.language is Language.JAVASCRIPT
-                and memory_mb != self.settings.default_memory_mb
-            ):
-                # V8's heap size is fixed when it starts; only the default size is kept warm
-                # (a pool per size asked for would let clients pile up idle runtimes).
-                worker = await self._spawn(Runtime.javascript(memory_mb))
-                await worker.wait_ready()
-            else:
-                worker = await self._pool(request.language).acquire()
-        except SandboxUnavailable as exc:
-            return ExecutionResult(
-                ok=False,
-                language=request.language,
-                error=ErrorDetail(
-                    type=ErrorType.SANDBOX_ERROR,
-                    message=f"refusing to run: the sandbox cannot be set up ({exc})",
-                ),
-                duration_ms=round((time.perf_counter() - started) * 1000, 3),
-            )
-        try:
-            return await worker.execute(
-                request.code,
-                request.inputs,
-                timeout_ms,
-                memory_mb,
-                self.settings.result_limit_bytes,
-            )
-        except asyncio.CancelledError:
-            await asyncio.shield(worker.kill())
-            raise
-        except Exception as exc:  # our fault, reported as such; the snippet is killed
-            log.exception("execution failed in the service")
-            with contextlib.suppress(Exception):
+        for _ in range(_DELIVERY_ATTEMPTS):
+            try:
+                worker = await self._acquire(request.language, memory_mb)
+            except SandboxUnavailable as exc:
+                return self._sandbox_error(
+                    request, f"refusing to run: the sandbox cannot be set up ({exc})", started
+                )
+            try:
+                return await worker.execute(
+                    request.code, request.inputs, timeout_ms, memory_mb,
+                    self.settings.result_limit_bytes,
+                )  # fmt: skip
+            except WorkerLost as exc:  # the job never started: run it on another worker
+                log.warning("%s; retrying on another worker", exc)
                 await worker.kill()
-            return ExecutionResult(
-                ok=False,
-                language=request.language,
-                error=ErrorDetail(type=ErrorType.SANDBOX_ERROR, message=f"internal error: {exc}"),
-            )
+            except asyncio.CancelledError:
+                await asyncio.shield(worker.kill())
+                raise
+            except Exception as exc:  # our fault, reported as such; the snippet is killed
+                log.exception("execution failed in the service")
+                with contextlib.suppress(Exception):
+                    await worker.kill()
+                return self._sandbox_error(request, f"internal error: {exc}", started)
+        return self._sandbox_error(request, "workers kept dying before their job", started)
+
+    async def _acquire(self, language: Language, memory_mb: int) -> JailedProcess:
+        if language is Language.JAVASCRIPT and memory_mb != self.settings.default_memory_mb:
+            # V8's heap size is fixed when it starts; only the default size is kept warm
+            # (a pool per size asked for would let clients pile up idle runtimes).
+            worker = await self._spawn(Runtime.javascript(memory_mb))
+            await worker.wait_ready()
+            return worker
+        return await self._pool(language).acquire()
+
+    @staticmethod
+    def _sandbox_error(request: ExecutionRequest, message: str, started: float) -> ExecutionResult:
+        return ExecutionResult(
+            ok=False,
+            language=request.language,
+            error=ErrorDetail(type=ErrorType.SANDBOX_ERROR, message=message),
+            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        )
 
     def pool_stats(self) -> list[dict[str, Any]]:
         """Size, ready, starting, spawned and failures of each pool (for metrics)."""

@@ -24,7 +24,7 @@ from ._cgroup import CgroupManager, CgroupSlot
 from ._errors import SandboxUnavailable
 from ._models import ErrorDetail, ErrorType, Language
 from ._policy import JAIL_RUNNER_DIR, SandboxPolicy, bwrap_argv, python_runtime_paths
-from ._worker import JailedProcess, Runtime, WorkerState, _Capture
+from ._worker import JailedProcess, Runtime, WorkerLost, WorkerState, _Capture
 
 log = logging.getLogger("coderunner.forkserver")
 
@@ -263,9 +263,21 @@ class ForkedWorker(JailedProcess):
         res_r, res_w = os.pipe()
         try:
             socket.send_fds(self._sock, [b"job"], [job_r, out_w, err_w, res_w])
+        except OSError as exc:  # it died idle (e.g. with its fork server)
+            for fd in (job_w, out_r, err_r, res_r):
+                os.close(fd)
+            raise WorkerLost(f"the child died before its job: {exc}") from exc
         finally:
             for fd in (job_r, out_w, err_w, res_w):
                 os.close(fd)
+        try:  # a child killed at this very moment may still have taken the message
+            started, _ = await asyncio.wait_for(_recvmsg(self._sock, 0), 5)
+        except (TimeoutError, OSError):
+            started = b""
+        if started != b"started":
+            for fd in (job_w, out_r, err_r, res_r):
+                os.close(fd)
+            raise WorkerLost("the child died as it was handed its job")
         self._stdout = _Capture(await _pipe_reader(loop, out_r, 1 << 16), self._output_limit)
         self._stderr = _Capture(await _pipe_reader(loop, err_r, 1 << 16), self._output_limit)
         self._result = await _pipe_reader(loop, res_r, 2**31)

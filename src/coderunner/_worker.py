@@ -75,6 +75,10 @@ class Runtime:
         )
 
 
+class WorkerLost(Exception):
+    """The worker died before it received its job; the job can run on another one."""
+
+
 class WorkerState(enum.Enum):
     """Lifecycle of a worker; it only moves forward."""
 
@@ -472,8 +476,16 @@ class Worker(JailedProcess):
             stdin.write(job)
             await stdin.drain()
             stdin.close()
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            # The runner reads the whole job before it runs anything: it died idle.
+            raise WorkerLost(f"the worker died before its job: {exc}") from exc
+        assert self._result is not None
+        try:  # a runtime killed at this very moment may still have taken the job
+            started = await asyncio.wait_for(self._result.readline(), 30)
+        except (TimeoutError, ValueError):
+            started = b""
+        if started != b"started\n":
+            raise WorkerLost("the worker died as it was handed its job")
 
     async def _wait_exit(self) -> int | None:
         return await self.process.wait()

@@ -450,6 +450,7 @@ globalThis.addEventListener("beforeunload", () => {
 async function serve() {
   writeAll(encoder.encode("ready\n"));
   const job = JSON.parse(await readStdin());
+  writeAll(encoder.encode("started\n")); // the host now knows the job reached a live runtime
   offsetOfJob = buildModule(job.code).offset;
   await prepareNode(job.code);
   const header = await run(job);

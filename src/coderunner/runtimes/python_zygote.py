@@ -13,6 +13,7 @@ Control protocol on a SOCK_SEQPACKET socket (fd given as argv[1]):
 Child protocol on its own socket:
   child → host   b"ready"                     isolated, filtered, waiting
   host → child   b"job" + [stdin, stdout, stderr, result]
+  child → host   b"started"
 and then the runner protocol of python_runner.py on those four descriptors.
 """
 
@@ -141,6 +142,7 @@ def become_execution(sock: socket.socket, config: Config, child_filter: bytes) -
     # no better latency, 15 % less throughput.)
     sock.send(b"ready")
     _, fds, _, _ = socket.recv_fds(sock, 16, 4)
+    sock.send(b"started")  # the host now knows the job reached a live child
     sock.close()
     if len(fds) != 4:
         os._exit(72)
