@@ -338,7 +338,6 @@ class Worker(JailedProcess):
     ) -> None:
         self.runtime = runtime
         self._policy = policy
-        self._max_processes = policy.max_processes
         self.process = process
         self._pidfd: int | None = os.pidfd_open(process.pid)
         self.state = WorkerState.STARTING
@@ -348,7 +347,6 @@ class Worker(JailedProcess):
         self._cgroup = cgroup
         self._stdout = _Capture(process.stdout, output_limit_bytes)  # type: ignore[arg-type]
         self._stderr = _Capture(process.stderr, output_limit_bytes)  # type: ignore[arg-type]
-        self.started_at = time.monotonic()
 
     # -- start ---------------------------------------------------------------------
 
@@ -450,7 +448,7 @@ class Worker(JailedProcess):
         # then).  RLIMIT_NPROC is a second process-count wall beside the pids cgroup,
         # effective where the jail's user is not root on the host (root is exempt).
         for which, value in (
-            (resource.RLIMIT_NPROC, self._max_processes + self.runtime.own_threads),
+            (resource.RLIMIT_NPROC, self._policy.max_processes + self.runtime.own_threads),
             (resource.RLIMIT_NOFILE, self._policy.max_open_files),
             (resource.RLIMIT_FSIZE, self._policy.max_file_mb * 1024 * 1024),
             (resource.RLIMIT_CORE, 0),
