@@ -30,7 +30,6 @@ from coderunner._agent import (
     AgentRequest,
     AgentResult,
     LLMConfig,
-    agent_router,
     run_agent,
 )
 from coderunner._cli import cli_logic
@@ -388,14 +387,16 @@ def test_no_model_configured_names_the_missing_setting(engine, monkeypatch, caps
 
 
 def test_the_route_answers_503_without_a_model_and_422_for_a_bad_body(monkeypatch):
-    from fastapi import FastAPI
     from fastapi.testclient import TestClient
+
+    from coderunner._http import create_app
 
     for var in ("CODERUNNER_LLM_BASE_URL", "CODERUNNER_LLM_API_KEY", "CODERUNNER_LLM_MODEL"):
         monkeypatch.delenv(var, raising=False)
-    app = FastAPI()
-    app.include_router(agent_router())
-    app.state.engine = None  # never reached: both answers come before any execution
+    settings = Settings.from_env()
+    # No pool is warmed: both answers come before any execution.
+    engine = Engine(settings, warm=())
+    app = create_app(settings, engine=engine)
     with TestClient(app) as client:
         r = client.post("/v1/agent", json={"goal": GOAL, "language": "python"})
         assert r.status_code == 503
@@ -406,6 +407,7 @@ def test_the_route_answers_503_without_a_model_and_422_for_a_bad_body(monkeypatc
         r = client.post("/v1/agent", json={"goal": GOAL, "language": "python", "max_attempts": 99})
         assert r.status_code == 422
         assert "/v1/agent" in client.get("/openapi.json").json()["paths"]
+    asyncio.run(engine.aclose())
 
 
 # -- the CLI and a real server -----------------------------------------------------------

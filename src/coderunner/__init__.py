@@ -5,15 +5,18 @@
 42
 """
 
+from ._agent import AgentNotConfigured, AgentRequest, AgentResult, LLMConfig, run_agent
 from ._api import arun, run
 from ._engine import Engine
 from ._errors import CodeRunnerError, InvalidRequest, SandboxUnavailable, Saturated
 from ._models import ErrorDetail, ErrorType, ExecutionRequest, ExecutionResult, Language
 from ._settings import Settings
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
+    "AgentNotConfigured",
+    "AgentRequest",
+    "AgentResult",
     "CodeRunnerError",
     "Engine",
     "ErrorDetail",
@@ -21,6 +24,7 @@ __all__ = [
     "ExecutionRequest",
     "ExecutionResult",
     "InvalidRequest",
+    "LLMConfig",
     "Language",
     "SandboxUnavailable",
     "Saturated",
@@ -28,4 +32,5 @@ __all__ = [
     "__version__",
     "arun",
     "run",
+    "run_agent",
 ]

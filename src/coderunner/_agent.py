@@ -7,11 +7,11 @@ error (message, line, failing schema paths) back and ask again, until the result
 validates or `max_attempts` run out.  Failures of the model's side become an
 ``ok: false`` AgentResult carrying the attempts so far, never an exception.
 
-This module deliberately avoids ``from __future__ import annotations``: the FastAPI
-route built inside `agent_router` needs its annotations evaluated where it is defined.
+The core only: `coderunner agent` lives in `_cli`, `POST /v1/agent` in `_http`.
 """
 
-import argparse
+from __future__ import annotations
+
 import asyncio
 import json
 import keyword
@@ -22,16 +22,23 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from ._engine import Engine
-from ._errors import CodeRunnerError, InvalidRequest, Saturated
-from ._models import ErrorType, ExecutionRequest, ExecutionResult, Language
-from ._settings import Settings
+from ._errors import CodeRunnerError, Saturated
+from ._models import (
+    ErrorType,
+    ExecutionRequest,
+    ExecutionResult,
+    Inputs,
+    Language,
+    MemoryMb,
+    OutputSchema,
+    TimeoutMs,
+)
 
 if TYPE_CHECKING:
     import openai
-    from fastapi import APIRouter
 
 log = logging.getLogger("coderunner.agent")
 
@@ -56,17 +63,13 @@ class AgentRequest(BaseModel):
 
     goal: str = Field(min_length=1, max_length=20_000, description="What the snippet must do.")
     language: Language
-    inputs: dict[str, Any] = Field(
-        default_factory=dict, description="Named inputs, bound to main's parameters by name."
-    )
-    output_schema: dict[str, Any] | None = Field(
-        None, description="JSON Schema (draft 2020-12) the result must validate against."
-    )
+    inputs: Inputs
+    output_schema: OutputSchema = None
     max_attempts: int = Field(
         3, ge=1, le=MAX_ATTEMPTS_LIMIT, description="Snippets the model may write (1-10)."
     )
-    timeout_ms: int | None = Field(None, ge=1, description="Wall-clock limit of each run.")
-    memory_mb: int | None = Field(None, ge=1, description="Memory limit of each run.")
+    timeout_ms: TimeoutMs = None
+    memory_mb: MemoryMb = None
 
 
 class AgentAttempt(BaseModel):
@@ -130,7 +133,7 @@ class LLMConfig(BaseModel):
     max_retries: int = Field(2, ge=0, description="SDK retries on connection errors, 429, 5xx.")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "LLMConfig":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> LLMConfig:
         """Config from `CODERUNNER_LLM_*` variables, then explicit overrides (not None)."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {
@@ -436,7 +439,7 @@ def _describe_api_error(exc: Exception, llm: LLMConfig) -> str:
 
 
 async def _complete(
-    client: "openai.AsyncOpenAI", llm: LLMConfig, messages: list[dict[str, Any]], tools: Any
+    client: openai.AsyncOpenAI, llm: LLMConfig, messages: list[dict[str, Any]], tools: Any
 ) -> Any:
     """One chat completion; any failure of the endpoint becomes ModelError."""
     import openai
@@ -562,82 +565,3 @@ async def run_agent(
     except Saturated as exc:
         answer.error = f"the sandbox is saturated: {exc}"
     return answer
-
-
-# -- front-ends: CLI and HTTP ----------------------------------------------------------
-
-
-async def _run_once(request: AgentRequest, llm: LLMConfig) -> AgentResult:
-    settings = Settings.from_env(python_pool_size=1, javascript_pool_size=1)
-    async with Engine(settings, warm=(request.language,)) as engine:
-        return await run_agent(engine, request, llm)
-
-
-def main_agent(args: argparse.Namespace) -> int:
-    """`coderunner agent GOAL ...`: print the AgentResult as JSON; exit 0 ok, 1 not, 2 usage."""
-    from ._cli import EXIT_NOT_OK, EXIT_OK, UsageError, parse_inputs, read_schema
-
-    llm = LLMConfig.from_env(
-        base_url=args.llm_base_url, api_key=args.llm_api_key, model=args.llm_model
-    )
-    missing = llm.missing()
-    if missing:
-        flags = " and ".join(
-            "--" + m.removeprefix("CODERUNNER_").lower().replace("_", "-") for m in missing
-        )
-        raise UsageError(f"coderunner agent: {AgentNotConfigured(missing)} (or pass {flags})")
-    try:
-        request = AgentRequest(
-            goal=args.goal,
-            language=Language(args.language),
-            inputs=parse_inputs(args.input, args.inputs),
-            output_schema=read_schema(args.schema),
-            max_attempts=args.max_attempts,
-            timeout_ms=args.timeout_ms,
-            memory_mb=args.memory_mb,
-        )
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'request'}: {e['msg']}" for e in exc.errors()
-        )
-        raise UsageError(f"coderunner agent: {problems}") from None
-    result = asyncio.run(_run_once(request, llm))
-    print(result.model_dump_json(indent=2))
-    return EXIT_OK if result.ok else EXIT_NOT_OK
-
-
-def agent_router(*, dependencies: Sequence[Any] = ()) -> "APIRouter":
-    """The `POST /v1/agent` route; the app keeps its Engine at ``app.state.engine``.
-
-    The model comes from ``app.state.llm_config`` when set, else `LLMConfig.from_env()`.
-    """
-    from fastapi import APIRouter, Request
-    from fastapi.responses import JSONResponse
-
-    router = APIRouter(dependencies=list(dependencies))
-
-    def _error(status: int, kind: str, message: str) -> JSONResponse:
-        return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status)
-
-    @router.post(
-        "/v1/agent",
-        response_model=AgentResult,
-        summary="Agent Mode: a model writes the snippet for a goal, the sandbox runs it",
-        responses={
-            422: {"description": "Invalid request (body, limits or output_schema)."},
-            503: {"description": "No model configured (the missing setting is named)."},
-        },
-        tags=["agent"],
-    )
-    async def post_agent(body: AgentRequest, request: Request) -> Any:
-        """Run an agent: the model writes a snippet, it runs until the result validates."""
-        llm = getattr(request.app.state, "llm_config", None) or LLMConfig.from_env()
-        engine: Engine = request.app.state.engine
-        try:
-            return await run_agent(engine, body, llm)
-        except AgentNotConfigured as exc:
-            return _error(503, "agent_not_configured", str(exc))
-        except InvalidRequest as exc:
-            return _error(422, "invalid_request", str(exc))
-
-    return router

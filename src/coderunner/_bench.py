@@ -23,7 +23,7 @@ from typing import Any
 
 from ._engine import Engine
 from ._models import ExecutionRequest, Language
-from ._policy import deno_executable
+from ._sandbox.policy import deno_executable
 from ._settings import Settings
 
 NUMBERS = list(range(1000))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,9 @@ from typing import Any
 import pydantic
 
 from ._errors import CodeRunnerError, InvalidRequest
+from ._frontend import validation_message
 from ._models import ExecutionRequest, ExecutionResult, Language
-from ._settings import Settings, describe_settings
+from ._settings import ServerOptions, Settings, describe_settings
 
 EXIT_OK, EXIT_NOT_OK, EXIT_USAGE = 0, 1, 2
 
@@ -107,17 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="start the HTTP API (and MCP at /mcp)",
         description="Start the HTTP API, with the MCP server at /mcp.",
     )
-    serve.add_argument(
-        "--host",
-        default=os.environ.get("CODERUNNER_HOST", "127.0.0.1"),
-        help="address to bind (default 127.0.0.1; env CODERUNNER_HOST)",
-    )
-    serve.add_argument(
-        "--port",
-        type=int,
-        default=int(os.environ.get("CODERUNNER_PORT", 8000)),
-        help="port (default 8000; env CODERUNNER_PORT)",
-    )
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1; env CODERUNNER_HOST)")
+    serve.add_argument("--port", type=int, help="port (default 8000; env CODERUNNER_PORT)")
     serve.add_argument(
         "--api-key",
         action="append",
@@ -253,17 +244,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             output_schema=read_schema(args.schema),
         )
     except pydantic.ValidationError as exc:
-        raise UsageError(f"coderunner run: {validation_message(exc)}") from None
+        raise UsageError(f"coderunner run: {validation_message(exc.errors())}") from None
     result = asyncio.run(_run_one(request))
     print(result.model_dump_json(indent=2))
     return EXIT_OK if result.ok else EXIT_NOT_OK
-
-
-def validation_message(exc: pydantic.ValidationError) -> str:
-    """One readable line per problem: ``memory_mb: Input should be ... 32``."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg']}" for e in exc.errors()
-    )
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -280,13 +264,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from ._launch import serve
 
-    keys = list(args.api_key)
-    keys += [k.strip() for k in os.environ.get("CODERUNNER_API_KEYS", "").split(",") if k.strip()]
+    settings = _settings_from(args)
+    options = ServerOptions.from_env(host=args.host, port=args.port)
     serve(
-        _settings_from(args),
-        host=args.host,
-        port=args.port,
-        api_keys=keys,
+        settings,
+        host=options.host,
+        port=options.port,
+        api_keys=[*args.api_key, *options.api_keys],
         log_level=args.log_level,
         log_inputs=args.log_inputs,
     )
@@ -301,9 +285,42 @@ def cmd_mcp(args: argparse.Namespace) -> int:
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
-    from ._agent import main_agent
+    """`coderunner agent GOAL ...`: print the AgentResult as JSON; exit 0 ok, 1 not, 2 usage."""
+    from ._agent import AgentNotConfigured, AgentRequest, LLMConfig
 
-    return main_agent(args)
+    llm = LLMConfig.from_env(
+        base_url=args.llm_base_url, api_key=args.llm_api_key, model=args.llm_model
+    )
+    missing = llm.missing()
+    if missing:
+        flags = " and ".join(
+            "--" + m.removeprefix("CODERUNNER_").lower().replace("_", "-") for m in missing
+        )
+        raise UsageError(f"coderunner agent: {AgentNotConfigured(missing)} (or pass {flags})")
+    settings = Settings.from_env(python_pool_size=1, javascript_pool_size=1)
+    try:
+        request = AgentRequest(
+            goal=args.goal,
+            language=Language(args.language),
+            inputs=parse_inputs(args.input, args.inputs),
+            output_schema=read_schema(args.schema),
+            max_attempts=args.max_attempts,
+            timeout_ms=args.timeout_ms,
+            memory_mb=args.memory_mb,
+        )
+    except pydantic.ValidationError as exc:
+        raise UsageError(f"coderunner agent: {validation_message(exc.errors())}") from None
+    result = asyncio.run(_run_agent_once(settings, request, llm))
+    print(result.model_dump_json(indent=2))
+    return EXIT_OK if result.ok else EXIT_NOT_OK
+
+
+async def _run_agent_once(settings: Settings, request: Any, llm: Any) -> Any:
+    from ._agent import run_agent
+    from ._engine import Engine
+
+    async with Engine(settings, warm=(request.language,)) as engine:
+        return await run_agent(engine, request, llm)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -11,9 +11,9 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ._cgroup import CgroupManager
 from ._errors import CodeRunnerError
 from ._models import ExecutionRequest, Language
+from ._sandbox.cgroup import CgroupManager
 from ._settings import Settings
 
 # Runs inside the jail and reports what it can see of its own confinement.

@@ -11,23 +11,21 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from collections import Counter
 from typing import Any
 
-from ._cgroup import CgroupManager
 from ._errors import InvalidRequest, SandboxUnavailable, Saturated
-from ._forkserver import ForkServerGroup
 from ._models import ErrorDetail, ErrorType, ExecutionRequest, ExecutionResult, Language
-from ._policy import SandboxPolicy, build_policy
-from ._pool import WorkerPool
+from ._pool import WorkerPool, start_worker
+from ._runtimes.javascript import DenoWorker
+from ._runtimes.python import ForkServerGroup
+from ._sandbox.cgroup import CgroupManager
+from ._sandbox.policy import ALLOW_NAMESPACE_SETUP, SandboxPolicy, build_policy
+from ._sandbox.process import CleanupTasks, JailedProcess, WorkerLost
+from ._sandbox.seccomp import compile_child_filter, compile_jail_filter
 from ._schema import compile_schema, schema_problems
-from ._seccomp import (
-    compile_child_filter,
-    compile_fork_server_filter,
-    compile_jail_filter,
-)
 from ._settings import Settings
-from ._worker import JailedProcess, Runtime, Worker, WorkerLost, wait_for_cleanups
 
 log = logging.getLogger("coderunner.engine")
 
@@ -58,6 +56,7 @@ class Engine:
         self._jail_filter = b""
         self._cgroups: CgroupManager | None = None
         self._forkservers: ForkServerGroup | None = None
+        self._cleanups = CleanupTasks()
         self._slots: asyncio.Semaphore | None = None
         self._waiting = 0
         self._running = 0
@@ -94,8 +93,9 @@ class Engine:
                 )
             log.warning("cgroups unavailable (%s); rlimits only", self._cgroups.problem)
         self._forkservers = ForkServerGroup(
-            s.python_fork_servers, self.policy, compile_fork_server_filter(self.policy),
-            child_filter_path, self._cgroups, s.output_limit_bytes,
+            s.python_fork_servers, self.policy,
+            compile_jail_filter(self.policy, ALLOW_NAMESPACE_SETUP), child_filter_path,
+            self._cgroups, self._cleanups, s.output_limit_bytes,
         )  # fmt: skip
         self._slots = asyncio.Semaphore(s.max_concurrency)
         self._started = True
@@ -109,7 +109,7 @@ class Engine:
         self._pools.clear()
         if self._forkservers:
             await self._forkservers.close()
-        await wait_for_cleanups()
+        await self._cleanups.wait()
         if self._cgroups:
             self._cgroups.close()
         if self._statedir:
@@ -126,29 +126,29 @@ class Engine:
     def _pool(self, language: Language) -> WorkerPool:
         """The warm pool of a language.  Python lowers its memory limit per job, so its
         children serve every memory_mb; V8's heap size is fixed when Deno starts, so the
-        JavaScript pool holds runtimes of the default size (see _execute_in_worker)."""
+        JavaScript pool holds runtimes of the default size (see `_acquire`)."""
         pool = self._pools.get(language)
         if pool is None:
             if language is Language.PYTHON:
                 assert self._forkservers is not None
-                spawn = self._forkservers.spawn
-                size = self.settings.python_pool_size
+                pool = WorkerPool(
+                    language.value, self._forkservers.spawn, self.settings.python_pool_size
+                )
             else:
-                runtime = Runtime.javascript(self.settings.default_memory_mb)
-                spawn = functools.partial(self._spawn, runtime)
-                size = self.settings.javascript_pool_size
-            pool = WorkerPool(language.value, spawn, size)
+                spawn = functools.partial(self._spawn_deno, self.settings.default_memory_mb)
+                pool = WorkerPool(language.value, spawn, self.settings.javascript_pool_size)
             self._pools[language] = pool
         return pool
 
-    async def _spawn(self, runtime: Runtime) -> Worker:
-        assert self.policy is not None
-        return await Worker.spawn(
-            runtime,
+    async def _spawn_deno(self, memory_mb: int) -> DenoWorker:
+        assert self.policy is not None and self._statedir is not None
+        return await DenoWorker.spawn(
+            memory_mb,
             self.policy,
             self._jail_filter,
             self._statedir,
             self._cgroups,
+            self._cleanups,
             self.settings.output_limit_bytes,
         )
 
@@ -173,7 +173,11 @@ class Engine:
         return self._running
 
     async def execute(self, request: ExecutionRequest) -> ExecutionResult:
-        """Run one snippet in a fresh jail; every outcome of the snippet is a result."""
+        """Run one snippet in a fresh jail; every outcome of the snippet is a result.
+
+        Raises InvalidRequest (limits, schema, inputs) or Saturated (queue full); the
+        result carries a new `execution_id`.
+        """
         if not self._started:
             await self.start()
         timeout_ms, memory_mb, validator = self.check_request(request)
@@ -203,6 +207,7 @@ class Engine:
                     type=ErrorType.SCHEMA_ERROR,
                     message="the result does not match output_schema:\n" + "\n".join(problems),
                 )
+        result.execution_id = new_execution_id()
         outcome = "ok" if result.ok else result.error.type.value  # type: ignore[union-attr]
         self.outcomes[(request.language.value, outcome)] += 1
         self.durations.append((request.language.value, result.duration_ms / 1000))
@@ -243,10 +248,20 @@ class Engine:
         if language is Language.JAVASCRIPT and memory_mb != self.settings.default_memory_mb:
             # V8's heap size is fixed when it starts; only the default size is kept warm
             # (a pool per size asked for would let clients pile up idle runtimes).
-            worker = await self._spawn(Runtime.javascript(memory_mb))
-            await worker.wait_ready()
-            return worker
+            return await start_worker(functools.partial(self._spawn_deno, memory_mb))
         return await self._pool(language).acquire()
+
+    def ready_workers(self) -> list[JailedProcess]:
+        """Every worker ready now, of every pool (for tests and diagnostics)."""
+        return [w for pool in self._pools.values() for w in pool.ready_workers()]
+
+    def fork_servers(self) -> list[Any]:
+        """The Python fork servers running now."""
+        return self._forkservers.servers() if self._forkservers else []
+
+    @property
+    def fork_server_restarts(self) -> int:
+        return self._forkservers.restarts if self._forkservers else 0
 
     @staticmethod
     def _sandbox_error(request: ExecutionRequest, message: str, started: float) -> ExecutionResult:
@@ -271,3 +286,8 @@ class Engine:
             }
             for p in self._pools.values()
         ]
+
+
+def new_execution_id() -> str:
+    """A fresh id for one execution (logs, results and, later, history use it)."""
+    return uuid.uuid4().hex

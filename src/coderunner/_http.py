@@ -1,9 +1,9 @@
 """The HTTP API: a thin FastAPI adapter over the Engine, with the MCP server at `/mcp`.
 
 `create_app` builds the ASGI app (its lifespan starts and stops the Engine);
-`coderunner._launch.serve` runs it under uvicorn.  In front of every route sits
-`_Guard`, a plain ASGI layer that checks the API key and the body size before anything
-reads the body.
+`coderunner._launch.serve` runs it under uvicorn.  In front of every route sits `_Guard`,
+a plain ASGI layer that checks the API key and the body size before anything reads the
+body.
 
 Every error of the request itself is JSON ``{"error": {"type", "message"}}``:
 
@@ -20,7 +20,7 @@ import hmac
 import json
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -28,31 +28,28 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-)
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CONTENT_TYPE_LATEST, Counter
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import __version__
+from ._agent import AgentNotConfigured, AgentRequest, AgentResult, LLMConfig, run_agent
 from ._engine import Engine
 from ._errors import CodeRunnerError, InvalidRequest, Saturated
-from ._mcp import (
+from ._frontend import (
+    TOOL_LANGUAGES,
     ToolArguments,
-    build_server,
+    error_body,
     run_tool,
-    streamable_http_manager,
     tool_definitions,
+    validation_message,
 )
+from ._mcp import build_server, streamable_http_manager
+from ._metrics import Metrics
 from ._models import ExecutionRequest, ExecutionResult, Language
 from ._settings import Settings
+from ._version import __version__
 
 __all__ = ["create_app"]
 
@@ -60,9 +57,6 @@ log = logging.getLogger("coderunner.http")
 
 # Paths open without an API key: liveness, and the API's own documentation.
 OPEN_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
-
-# Execution durations, in seconds, as histogram buckets.
-DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
 # -- error bodies ----------------------------------------------------------------------
@@ -81,14 +75,10 @@ class ErrorBody(BaseModel):
     error: ErrorInfo
 
 
-def _error_body(kind: str, message: str) -> dict[str, Any]:
-    return {"error": {"type": kind, "message": message}}
-
-
 def _error_response(
     status: int, kind: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    return JSONResponse(_error_body(kind, message), status_code=status, headers=headers)
+    return JSONResponse(error_body(kind, message), status_code=status, headers=headers)
 
 
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -106,31 +96,6 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds."}},
     },
 }
-
-
-def _validation_message(errors: Sequence[Any]) -> str:
-    """One readable clause per problem, naming the field (``inputs: must be an object``)."""
-    parts = []
-    for error in errors:
-        loc = [str(p) for p in error.get("loc", ()) if p != "body"]
-        kind = error.get("type", "")
-        if kind == "json_invalid":
-            detail = (error.get("ctx") or {}).get("error", "invalid JSON")
-            where = f" at character {loc[0]}" if loc else ""
-            parts.append(f"the body is not valid JSON: {detail}{where}")
-        elif kind == "missing" and not loc:
-            parts.append("the body is missing: send a JSON object")
-        elif kind == "model_attributes_type" and not loc:
-            parts.append("the body must be a JSON object")
-        elif kind == "extra_forbidden":
-            parts.append(f"{'.'.join(loc)}: unknown field")
-        else:
-            where = ".".join(loc) or "body"
-            message = error.get("msg", "is invalid")
-            if where == "inputs" and kind == "dict_type":
-                message = "must be a JSON object of named inputs"
-            parts.append(f"{where}: {message}")
-    return "; ".join(parts) or "the request is invalid"
 
 
 # -- the guard: API keys, then the body limit --------------------------------------------
@@ -169,7 +134,7 @@ class _Guard:
         self, send: Send, status: int, kind: str, message: str, headers: dict[str, str]
     ) -> None:
         self.rejected.labels(kind).inc()
-        body = json.dumps(_error_body(kind, message)).encode()
+        body = json.dumps(error_body(kind, message)).encode()
         raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
         await send({"type": "http.response.start", "status": status, "headers": raw})
@@ -239,97 +204,6 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-# -- metrics -----------------------------------------------------------------------------
-
-
-class _EngineCollector:
-    """Reads the engine's counters, gauges and pool state at scrape time."""
-
-    def __init__(self, get_engine: Callable[[], Engine | None]) -> None:
-        self._get_engine = get_engine
-
-    def describe(self) -> Iterable[Metric]:
-        return []
-
-    def collect(self) -> Iterable[Metric]:
-        engine = self._get_engine()
-        if engine is None:
-            return
-        executions = CounterMetricFamily(
-            "coderunner_executions",
-            "Executions finished, by language and outcome (ok or the error type).",
-            labels=["language", "outcome"],
-        )
-        for (language, outcome), count in sorted(engine.outcomes.items()):
-            executions.add_metric([language, outcome], count)
-        yield executions
-        yield GaugeMetricFamily(
-            "coderunner_queue_depth", "Executions waiting for a slot.", value=engine.queue_depth
-        )
-        yield GaugeMetricFamily(
-            "coderunner_running", "Executions running now.", value=engine.running
-        )
-        stats = engine.pool_stats()
-        gauges = {
-            "size": "Workers each pool keeps ready.",
-            "ready": "Workers started and ready.",
-            "starting": "Workers being started.",
-        }
-        for key, help_text in gauges.items():
-            family = GaugeMetricFamily(f"coderunner_pool_{key}", help_text, labels=["pool"])
-            for pool in stats:
-                family.add_metric([pool["pool"]], pool[key])
-            yield family
-        counters = {
-            "spawned": "Workers started.",
-            "spawn_failures": "Workers that failed to start.",
-            "replaced": "Idle workers found dead and replaced.",
-        }
-        for key, help_text in counters.items():
-            counter = CounterMetricFamily(f"coderunner_pool_{key}", help_text, labels=["pool"])
-            for pool in stats:
-                counter.add_metric([pool["pool"]], pool[key])
-            yield counter
-
-
-class _Metrics:
-    """The app's own Prometheus registry."""
-
-    def __init__(self, get_engine: Callable[[], Engine | None]) -> None:
-        self.registry = CollectorRegistry(auto_describe=False)
-        self._get_engine = get_engine
-        self.durations = Histogram(
-            "coderunner_execution_duration_seconds",
-            "Time snippets ran, by language.",
-            ["language"],
-            buckets=DURATION_BUCKETS,
-            registry=self.registry,
-        )
-        self.rejected = Counter(
-            "coderunner_rejected_requests",
-            "Requests refused before running: unauthorized, body_too_large, invalid_request, "
-            "saturated.",
-            ["reason"],
-            registry=self.registry,
-        )
-        self.registry.register(_EngineCollector(get_engine))
-
-    def drain(self) -> None:
-        """Move the durations the engine recorded into the histogram."""
-        engine = self._get_engine()
-        if engine is None or not engine.durations:
-            return
-        batch = list(engine.durations)
-        engine.durations.clear()
-        for language, seconds in batch:
-            self.durations.labels(language).observe(seconds)
-
-    def render(self) -> bytes:
-        """The Prometheus text exposition of everything."""
-        self.drain()
-        return generate_latest(self.registry)
-
-
 # -- the app -------------------------------------------------------------------------------
 
 
@@ -361,6 +235,7 @@ def create_app(
     log_inputs: bool = False,
     engine: Engine | None = None,
     host: str = "127.0.0.1",
+    llm_config: LLMConfig | None = None,
 ) -> FastAPI:
     """The ASGI app of the HTTP API and `/mcp`; its lifespan starts and stops the Engine.
 
@@ -371,6 +246,7 @@ def create_app(
         engine: an engine to use instead of one of the app's own; it is started if
             needed, and closed by its owner, not by the app.
         host: the address the server binds; on loopback `/mcp` checks Host and Origin.
+        llm_config: Agent Mode's model; `LLMConfig.from_env()` per request if omitted.
     """
     api_keys = [k for k in api_keys if k]
     current: dict[str, Engine] = {}
@@ -381,7 +257,7 @@ def create_app(
         except KeyError:
             raise CodeRunnerError("the engine is not running") from None
 
-    metrics = _Metrics(lambda: current.get("engine"))
+    metrics = Metrics(lambda: current.get("engine"))
     mcp_server = build_server(get_engine, settings, log_inputs=log_inputs)
     mcp_manager = streamable_http_manager(mcp_server, settings, host=host)
 
@@ -391,7 +267,6 @@ def create_app(
         running = Engine(settings) if engine is None else engine
         await running.start()
         current["engine"] = running
-        app.state.engine = running
         try:
             async with mcp_manager.run():
                 yield
@@ -440,10 +315,7 @@ def create_app(
         )
         return post_tool
 
-    for name, language in (
-        ("execute-python", Language.PYTHON),
-        ("execute-javascript", Language.JAVASCRIPT),
-    ):
+    for name, language in TOOL_LANGUAGES.items():
         app.post(
             f"/v1/tools/{name}",
             response_model=ExecutionResult,
@@ -489,13 +361,23 @@ def create_app(
         """Executions by language and outcome, durations, queue, running and pool state."""
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    try:
-        from ._agent import agent_router
-    except ModuleNotFoundError as exc:  # Agent Mode not installed in this tree
-        if exc.name != f"{__package__}._agent":
-            raise
-    else:
-        app.include_router(agent_router(dependencies=security))
+    @app.post(
+        "/v1/agent",
+        response_model=AgentResult,
+        responses={
+            **_ERROR_RESPONSES,
+            503: {"model": ErrorBody, "description": "No model configured (named)."},
+        },
+        dependencies=security,
+        tags=["agent"],
+        summary="Agent Mode: a model writes the snippet for a goal, the sandbox runs it",
+    )
+    async def post_agent(body: AgentRequest) -> Any:
+        """Run an agent: the model writes a snippet, it runs until the result validates."""
+        try:
+            return await run_agent(get_engine(), body, llm_config or LLMConfig.from_env())
+        except AgentNotConfigured as exc:
+            return _error_response(503, "agent_not_configured", str(exc))
 
     # MCP over streamable HTTP, behind the same guard as the rest.
     app.router.routes.append(
@@ -505,7 +387,7 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def on_invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:
         metrics.rejected.labels("invalid_request").inc()
-        return _error_response(422, "invalid_request", _validation_message(exc.errors()))
+        return _error_response(422, "invalid_request", validation_message(exc.errors()))
 
     @app.exception_handler(InvalidRequest)
     async def on_invalid_request(request: Request, exc: InvalidRequest) -> JSONResponse:

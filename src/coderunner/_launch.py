@@ -18,6 +18,7 @@ from typing import Any
 
 from ._engine import Engine
 from ._errors import CodeRunnerError
+from ._frontend import configure_logging, error_body, logging_config, run_tool
 from ._models import ExecutionRequest, Language
 from ._settings import Settings
 
@@ -35,12 +36,19 @@ class DeferredApp:
         settings: passed to the engine and the full app.
         build: called in a worker thread with the running engine; returns the full app.
         api_keys: when any, nothing but `/healthz` is answered before the full app.
+        log_inputs: log code and inputs of the executions served early (as the app does).
     """
 
     def __init__(
-        self, settings: Settings, build: Callable[[Engine], Any], api_keys: Sequence[str] = ()
+        self,
+        settings: Settings,
+        build: Callable[[Engine], Any],
+        api_keys: Sequence[str] = (),
+        *,
+        log_inputs: bool = False,
     ) -> None:
         self.settings = settings
+        self._log_inputs = log_inputs
         self._api_keys = [k for k in api_keys if k]
         self._build = build
         self._engine: Engine | None = None
@@ -116,7 +124,9 @@ class DeferredApp:
                     return False
                 data["language"] = language.value
             request = ExecutionRequest.model_validate(data)
-            result = await self._engine.execute(request)
+            result = await run_tool(
+                self._engine, request, surface="http", log_inputs=self._log_inputs
+            )
         except (ValueError, CodeRunnerError):
             return False
         await _json(send, 200, result.model_dump(mode="json"))
@@ -139,10 +149,8 @@ class DeferredApp:
                 await asyncio.wait_for(self._ready.wait(), _LOAD_TIMEOUT_S)
         if self._app is None:
             if scope["type"] == "http":
-                await _json(send, 503, {"error": {
-                    "type": "unavailable",
-                    "message": f"the service failed to start: {self._failed or 'still loading'}",
-                }}, retry_after=True)  # fmt: skip
+                message = f"the service failed to start: {self._failed or 'still loading'}"
+                await _json(send, 503, error_body("unavailable", message), retry_after=True)
             return
         await self._app(scope, receive, send)
 
@@ -202,7 +210,7 @@ def serve(
     """
     import uvicorn
 
-    _configure_logging(log_level)
+    configure_logging(log_level)
     if log_inputs:
         log.warning("--log-inputs: code and inputs of every execution are logged")
 
@@ -214,10 +222,11 @@ def serve(
         )
 
     config = uvicorn.Config(
-        DeferredApp(settings, build, api_keys),
+        DeferredApp(settings, build, api_keys, log_inputs=log_inputs),
         host=host,
         port=port,
         log_level=log_level,
+        log_config=logging_config(log_level),
         lifespan="on",
         server_header=False,
         timeout_graceful_shutdown=int(settings.max_timeout_ms / 1000) + 5,
@@ -227,14 +236,3 @@ def serve(
         server.run()
     if not server.started:
         raise CodeRunnerError("the server did not start; see the log above")
-
-
-def _configure_logging(log_level: str) -> None:
-    import sys
-
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("coderunner")
-    root.handlers = [handler]
-    root.setLevel(log_level.upper())
-    root.propagate = False

@@ -3,11 +3,29 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 MIN_MEMORY_MB = 32  # below this V8 cannot even start
+
+# The request fields every surface shares (executions, tools, Agent Mode), declared once.
+Code = Annotated[str, Field(description="The snippet's source.")]
+Inputs = Annotated[
+    dict[str, Any],
+    Field(default_factory=dict, description="Named inputs, bound to main's parameters by name."),
+]
+TimeoutMs = Annotated[
+    int | None, Field(ge=1, description="Wall-clock limit in milliseconds (server default).")
+]
+MemoryMb = Annotated[
+    int | None,
+    Field(ge=MIN_MEMORY_MB, description="Memory limit in MiB (server default)."),
+]
+OutputSchema = Annotated[
+    dict[str, Any] | None,
+    Field(description="JSON Schema (draft 2020-12) the result must validate against."),
+]
 
 
 class Language(str, Enum):
@@ -57,6 +75,9 @@ class ExecutionResult(BaseModel):
     error: ErrorDetail | None = None
     duration_ms: float = 0.0
     language: Language
+    execution_id: str | None = Field(
+        None, description="This execution's id (also in its log line); set by the engine."
+    )
 
 
 class ExecutionRequest(BaseModel):
@@ -65,16 +86,8 @@ class ExecutionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     language: Language
-    code: str = Field(description="The snippet's source.")
-    inputs: dict[str, Any] = Field(
-        default_factory=dict, description="Named inputs, bound to main's parameters by name."
-    )
-    timeout_ms: int | None = Field(
-        None, ge=1, description="Wall-clock limit in milliseconds (server default)."
-    )
-    memory_mb: int | None = Field(
-        None, ge=MIN_MEMORY_MB, description="Memory limit in MiB (server default)."
-    )
-    output_schema: dict[str, Any] | None = Field(
-        None, description="JSON Schema (draft 2020-12) the result must validate against."
-    )
+    code: Code
+    inputs: Inputs
+    timeout_ms: TimeoutMs = None
+    memory_mb: MemoryMb = None
+    output_schema: OutputSchema = None

@@ -98,6 +98,42 @@ class Settings:
         return timeout_ms, memory_mb
 
 
+@dataclass(frozen=True)
+class ServerOptions:
+    """Options of `coderunner serve` only: where it listens and who may call it."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_keys: tuple[str, ...] = ()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServerOptions:
+        """`CODERUNNER_HOST`, `CODERUNNER_PORT` and `CODERUNNER_API_KEYS` (comma-separated),
+        then explicit overrides (not None); InvalidRequest names a bad value."""
+        environ = os.environ if environ is None else environ
+        host = environ.get("CODERUNNER_HOST") or cls.host
+        raw_port = environ.get("CODERUNNER_PORT")
+        port = cls.port
+        if raw_port is not None:
+            try:
+                port = int(raw_port)
+            except ValueError:
+                raise InvalidRequest(
+                    f"CODERUNNER_PORT={raw_port!r} is not a valid port number"
+                ) from None
+        keys = tuple(k.strip() for k in environ.get("CODERUNNER_API_KEYS", "").split(","))
+        values: dict[str, Any] = {
+            "host": host,
+            "port": port,
+            "api_keys": tuple(k for k in keys if k),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        options = cls(**values)
+        if not 0 <= options.port <= 65535:
+            raise InvalidRequest(f"port {options.port} is not between 0 and 65535")
+        return options
+
+
 def describe_settings() -> list[tuple[str, Any, str]]:
     """(name, default, help) of every setting, for CLI help and docs."""
     return [(f.name, f.default, f.metadata["help"]) for f in dataclasses.fields(Settings)]

@@ -5,21 +5,17 @@ from __future__ import annotations
 import pyseccomp
 import pytest
 
-from coderunner._policy import (
+from coderunner._jail.protocol import DENO, RESULT_FIFO
+from coderunner._sandbox.bwrap import bwrap_argv
+from coderunner._sandbox.policy import (
+    ALLOW_NAMESPACE_SETUP,
     DENIED_SYSCALLS,
-    JAIL_DENO,
-    JAIL_RESULT,
     Mount,
     SandboxPolicy,
     build_policy,
-    bwrap_argv,
     python_runtime_paths,
 )
-from coderunner._seccomp import (
-    compile_child_filter,
-    compile_fork_server_filter,
-    compile_jail_filter,
-)
+from coderunner._sandbox.seccomp import compile_child_filter, compile_jail_filter
 
 
 @pytest.fixture(scope="module")
@@ -58,11 +54,11 @@ def test_only_runtime_files_are_mounted_read_only(policy: SandboxPolicy) -> None
     argv = argv_for(policy)
     assert "--bind" in argv  # the one writable bind: the result FIFO
     binds = [argv[i + 1 : i + 3] for i, a in enumerate(argv) if a == "--bind"]
-    assert binds == [["/x/result", JAIL_RESULT]]
+    assert binds == [["/x/result", RESULT_FIFO]]
     ro = {argv[i + 2] for i, a in enumerate(argv) if a == "--ro-bind"}
     for forbidden in ("/", "/home", "/root", "/etc", "/work", "/usr"):
         assert forbidden not in ro
-    assert JAIL_DENO in ro
+    assert DENO in ro
     assert not any("site-packages" in p for p in ro)
 
 
@@ -111,7 +107,7 @@ def test_denied_syscalls_cover_the_known_escapes() -> None:
 
 def test_filters_compile_to_bpf(policy: SandboxPolicy) -> None:
     jail = compile_jail_filter(policy)
-    server = compile_fork_server_filter(policy)
+    server = compile_jail_filter(policy, ALLOW_NAMESPACE_SETUP)
     child = compile_child_filter(policy)
     assert len(jail) % 8 == 0 and len(jail) > 8 * len(DENIED_SYSCALLS)
     # The fork server's filter relaxes a few rules; each child's adds exec and bind/connect.
@@ -121,6 +117,9 @@ def test_filters_compile_to_bpf(policy: SandboxPolicy) -> None:
 def test_only_the_fork_server_keeps_a_capability(policy: SandboxPolicy) -> None:
     plain = argv_for(policy)
     assert "--cap-add" not in plain
-    server = bwrap_argv(policy, ["python3"], seccomp_fd=3, result_fifo=None, fork_server=True)
-    assert server[server.index("--cap-add") + 1] == "CAP_SYS_ADMIN"
+    server = bwrap_argv(
+        policy, ["python3"], seccomp_fd=3, result_fifo=None, relaxation=ALLOW_NAMESPACE_SETUP
+    )
+    added = [server[i + 1] for i, a in enumerate(server) if a == "--cap-add"]
+    assert added == list(ALLOW_NAMESPACE_SETUP.capabilities)
     assert "--bind" not in server

@@ -1,10 +1,9 @@
 """Runs inside the jail: the snippet conventions, results and errors of Python.
 
-Imported once by the fork server (python_zygote.py), whose children each call
-`serve_job` once: read the job (JSON) from stdin to EOF, run the snippet, write one JSON
-header line to the result descriptor, followed by the encoded result when the header
-says ``"ok": true``, and exit.  What the snippet prints goes to stdout/stderr, which the
-host captures separately.  Standard library only.
+Imported once by the fork server (python_forkserver.py), whose children each call
+`serve_job` once: read the `protocol.Job` from stdin to EOF, run the snippet, write one
+frame (`protocol.encode_frame`) to the result descriptor, and exit.  What the snippet
+prints goes to stdout/stderr, which the host captures separately.  Standard library only.
 """
 
 import ast
@@ -40,6 +39,11 @@ import unicodedata
 import urllib.parse
 import uuid
 import zoneinfo
+
+try:
+    from . import protocol  # as coderunner._jail.python_runner (tests, type checking)
+except ImportError:
+    import protocol  # type: ignore[no-redef]  # in the jail: RUNNER_DIR is on sys.path
 
 # The runner's own references: a snippet that monkeypatches json cannot garble the frame.
 _dumps, _loads = json.dumps, json.loads
@@ -305,16 +309,7 @@ def run_snippet(code: str, inputs: dict) -> dict:
     return header
 
 
-def failure(
-    type: str,
-    message: str,
-    name: str | None = None,
-    line: int | None = None,
-    traceback: str | None = None,
-) -> dict:
-    """A frame header for an execution that did not produce a valid result."""
-    error = {"type": type, "name": name, "message": message, "line": line}
-    return {"ok": False, "error": {**error, "traceback": traceback}}
+failure = protocol.failure
 
 
 def _run_snippet(code: str, inputs: dict) -> dict:
@@ -356,7 +351,11 @@ def _run_snippet(code: str, inputs: dict) -> dict:
         return {"ok": False, "error": error_from_exception(exc, 0)}
     try:
         check_json(value)
-        body = _dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+        text = _dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+        body = text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: not text any encoder can send
+        where = protocol.lone_surrogate_path(value) or "result"
+        return {"ok": False, "error": protocol.lone_surrogate_error(where)}
     except SerializationProblem as p:
         return failure(
             "serialization_error",
@@ -384,7 +383,7 @@ def _vm_size_bytes(status_fd: int) -> int:
     return 0
 
 
-def serve_job(result_fd: int, status_fd: int) -> None:
+def serve_job(result_fd: int = protocol.RESULT_FD, status_fd: int = protocol.STATUS_FD) -> None:
     """Read the job from stdin, run it, write the frame to result_fd and exit.
 
     Called once in each fork-server child, after its isolation is in place.
@@ -394,7 +393,7 @@ def serve_job(result_fd: int, status_fd: int) -> None:
     # (Already a session leader under bwrap --new-session: EPERM, nothing to do.)
     with contextlib.suppress(OSError):
         os.setsid()
-    job = json.loads(sys.stdin.buffer.read())
+    job = protocol.decode_job(sys.stdin.buffer.read())
     null = os.open("/dev/null", os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
@@ -404,20 +403,11 @@ def serve_job(result_fd: int, status_fd: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     header = run_snippet(job["code"], job["inputs"])
     body = header.pop("body", None)
-    data = _dumps(header).encode() + b"\n"
-    if body is not None:
-        try:
-            encoded = body.encode("utf-8")
-        except UnicodeEncodeError:  # lone surrogates: let JSON escape them
-            encoded = _dumps(_loads(body), separators=(",", ":")).encode()
-        if len(encoded) > job["result_limit_bytes"]:
-            limit = job["result_limit_bytes"]
-            message = (
-                f"the result is {len(encoded)} bytes of JSON, above the limit of {limit} bytes"
-            )
-            data = _dumps(failure("output_limit", message)).encode() + b"\n"
-        else:
-            data += encoded
+    if body is not None and len(body) > job["result_limit_bytes"]:
+        limit = job["result_limit_bytes"]
+        message = f"the result is {len(body)} bytes of JSON, above the limit of {limit} bytes"
+        header, body = failure("output_limit", message), None
+    data = protocol.encode_frame(header, body)
     view = memoryview(data)
     while view:
         view = view[os.write(result_fd, view) :]

@@ -15,23 +15,40 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CONTROLLERS = ("pids", "memory")
+
+# Moves the shell into each cgroup named before "--", then becomes the command after it.
+_JOIN_CGROUP = (
+    'unset PWD OLDPWD; while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; '
+    'shift; exec "$@"'
+)
 _managers = itertools.count(1)  # several engines in one process get separate trees
 
 
-def _own_cgroup_paths() -> dict[str, str]:
-    """controller (or '' for v2) → this process's cgroup path."""
+def join_command(slot: CgroupSlot) -> list[str]:
+    """An argv prefix that joins `slot` and then execs the rest of the argv.
+
+    Cgroups are joined in one of two ways, and each for a reason: a process the host
+    starts (a Deno jail) joins before it runs, through this prefix, so that nothing it
+    forks escapes; a fork-server child is forked by the jail itself and is moved in by
+    the host (`CgroupSlot.add`) when it reports READY, before it gets its job.
+    """
+    return ["/bin/sh", "-c", _JOIN_CGROUP, "sh", *slot.procs_files(), "--"]
+
+
+def parse_own_cgroups(text: str) -> dict[str, str]:
+    """controller (or '' for v2) → path, from the text of /proc/self/cgroup."""
     paths: dict[str, str] = {}
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
+    for line in text.splitlines():
         _, names, path = line.split(":", 2)
         for name in names.split(",") if names else [""]:
             paths[name] = path
     return paths
 
 
-def _mounts() -> dict[str, str]:
-    """controller (or '' for v2) → mount point."""
+def parse_cgroup_mounts(text: str) -> dict[str, str]:
+    """controller (or '' for v2) → mount point, from the text of /proc/self/mountinfo."""
     found: dict[str, str] = {}
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+    for line in text.splitlines():
         left, _, right = line.partition(" - ")
         fstype, _source, options = [*right.split(), "", "", ""][:3]
         mount_point = left.split()[4]
@@ -54,6 +71,12 @@ class CgroupSlot:
     def procs_files(self) -> list[str]:
         """The cgroup.procs files a process writes its pid to, to join this slot."""
         return [str(d / "cgroup.procs") for d in dict.fromkeys(self.dirs.values())]
+
+    def add(self, pid: int) -> None:
+        """Move a running process into this slot."""
+        for procs in self.procs_files():
+            with open(procs, "w") as f:
+                f.write(str(pid))
 
     def set_memory_limit(self, limit_bytes: int) -> None:
         if "memory" not in self.dirs:
@@ -121,7 +144,8 @@ class CgroupManager:
         return bool(self.bases)
 
     def _setup(self) -> None:
-        mounts, own = _mounts(), _own_cgroup_paths()
+        mounts = parse_cgroup_mounts(Path("/proc/self/mountinfo").read_text())
+        own = parse_own_cgroups(Path("/proc/self/cgroup").read_text())
         if all(c in mounts for c in CONTROLLERS):
             bases = {}
             for c in CONTROLLERS:

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from coderunner import Engine, ExecutionRequest, ExecutionResult, Settings
-from coderunner._forkserver import ForkedWorker
-from coderunner._worker import Worker
+from coderunner._runtimes.javascript import DenoWorker
+from coderunner._runtimes.python import ForkedWorker
 
 
 @pytest.fixture(scope="module")
@@ -148,10 +148,7 @@ def test_nothing_of_an_execution_is_left_for_the_next(loop, engine) -> None:
 
 
 def _ready_workers(engine: Engine, kind: type) -> list:
-    found = []
-    for pool in engine._pools.values():
-        found += [w for w in pool._ready._queue if isinstance(w, kind)]
-    return found
+    return [w for w in engine.ready_workers() if isinstance(w, kind)]
 
 
 def test_a_killed_python_child_is_replaced(loop, engine) -> None:
@@ -160,7 +157,7 @@ def test_a_killed_python_child_is_replaced(loop, engine) -> None:
     workers = _ready_workers(engine, ForkedWorker)
     assert workers, "no ready Python children"
     for worker in workers:
-        os.kill(worker.host_pid, signal.SIGKILL)
+        os.kill(worker.pid, signal.SIGKILL)
     # At once: a dying child may still look alive; its job must go to another one.
     result = run(loop, engine, "python", "6 * 7")
     assert result.ok and result.result == 42, result
@@ -168,21 +165,20 @@ def test_a_killed_python_child_is_replaced(loop, engine) -> None:
 
 def test_a_killed_fork_server_is_replaced(loop, engine) -> None:
     run(loop, engine, "python", "1")
-    group = engine._forkservers
-    assert group is not None
-    servers = [s for s in group._slots if s is not None]
+    servers = engine.fork_servers()
+    assert servers
     for server in servers:
         os.kill(server.process.pid, signal.SIGKILL)
     loop.run_until_complete(asyncio.sleep(0.3))
     results = [run(loop, engine, "python", f"{i} + 1") for i in range(6)]
     assert all(r.ok for r in results), [r.error for r in results]
-    assert group.restarts >= 1
+    assert engine.fork_server_restarts >= 1
 
 
 def test_a_killed_javascript_worker_is_replaced(loop, engine) -> None:
     run(loop, engine, "javascript", "return 1")
     loop.run_until_complete(asyncio.sleep(1.0))
-    workers = _ready_workers(engine, Worker)
+    workers = _ready_workers(engine, DenoWorker)
     assert workers, "no ready JavaScript workers"
     for worker in workers:
         os.kill(worker.process.pid, signal.SIGKILL)
@@ -215,9 +211,8 @@ def test_a_fork_server_lost_mid_execution_is_the_services_fault(loop, engine) ->
         while engine.running == 0:  # until it has its child
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.3)
-        for server in engine._forkservers._slots:
-            if server is not None and server.alive:
-                os.kill(server.process.pid, signal.SIGKILL)
+        for server in engine.fork_servers():
+            os.kill(server.process.pid, signal.SIGKILL)
         return await running
 
     result = loop.run_until_complete(lose_server())

@@ -23,7 +23,7 @@ import pytest
 import coderunner
 from conftest import run_js, run_py
 
-PROJECT = Path(__file__).resolve().parent.parent  # this checkout, wherever CI clones it
+PROJECT = Path(__file__).resolve().parents[2]  # this checkout, wherever CI clones it
 
 pytestmark = pytest.mark.abuse
 
@@ -65,7 +65,8 @@ def abuse(case: str, language: str, code: str, **kwargs) -> coderunner.Execution
     kwargs.setdefault("timeout_ms", BOUND)
     started = time.monotonic()
     result = record(case, coderunner.run(code, language, **kwargs))
-    assert time.monotonic() - started < kwargs["timeout_ms"] / 1000 + 3, "not bounded"
+    # Bounded: the kill comes at the deadline (the margin is for a busy machine, not speed).
+    assert time.monotonic() - started < kwargs["timeout_ms"] / 1000 + 15, "not bounded"
     assert result.error is None or result.error.type.value != "sandbox_error", result.error
     follow_up(language)
     return result
@@ -232,7 +233,7 @@ HOST_PATHS = [
     "/root/.ssh",
     "/home",
     str(PROJECT / "pyproject.toml"),
-    str(PROJECT / "src" / "coderunner" / "_policy.py"),
+    str(PROJECT / "src" / "coderunner" / "_sandbox" / "policy.py"),
     str(PROJECT.parent / "shared" / "CONTRACT.md"),
     site.getsitepackages()[0],
     os.path.join(sysconfig.get_paths()["stdlib"], "site-packages", "pip"),
@@ -729,7 +730,9 @@ def test_flood_stdout(jail, language, code):
     ],
 )
 def test_hostile_results(jail, case, language, code, types):
-    error_of(abuse(case, language, code, memory_mb=512), *types)
+    # Each case ends by its size, depth or cycle, never by the clock: the longest limit a
+    # request may ask for keeps the outcome independent of the machine's speed.
+    error_of(abuse(case, language, code, memory_mb=512, timeout_ms=60_000), *types)
 
 
 def test_concurrent_abuse_does_not_disturb_a_benign_run(jail):

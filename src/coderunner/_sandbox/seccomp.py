@@ -5,20 +5,15 @@ from __future__ import annotations
 import errno
 import tempfile
 
-from ._errors import SandboxUnavailable
-from ._policy import ALLOWED_SOCKET_FAMILIES, ENOSYS_SYSCALLS, EXEC_SYSCALLS, SandboxPolicy
-
-# clone() flags that would create namespaces; refused even though --disable-userns and
-# the missing capabilities already make them fail, so that a kernel bug is not enough.
-CLONE_NEW_FLAGS = (
-    0x00020000,  # CLONE_NEWNS
-    0x02000000,  # CLONE_NEWCGROUP
-    0x04000000,  # CLONE_NEWUTS
-    0x08000000,  # CLONE_NEWIPC
-    0x10000000,  # CLONE_NEWUSER
-    0x20000000,  # CLONE_NEWPID
-    0x40000000,  # CLONE_NEWNET
-    0x00000080,  # CLONE_NEWTIME
+from .._errors import SandboxUnavailable
+from .._jail.protocol import CLONE_NEW_FLAGS
+from .policy import (
+    ALLOWED_SOCKET_FAMILIES,
+    ENOSYS_SYSCALLS,
+    EXEC_SYSCALLS,
+    RENDEZVOUS_SYSCALLS,
+    Relaxation,
+    SandboxPolicy,
 )
 
 
@@ -39,14 +34,14 @@ def _export(filt) -> bytes:  # type: ignore[no-untyped-def]
         return out.read()
 
 
-def _jail_rules(
-    sc, policy: SandboxPolicy, allow: tuple[str, ...] = (), allow_clone: tuple[int, ...] = ()
-):  # type: ignore[no-untyped-def]
+def _jail_rules(sc, policy: SandboxPolicy, relaxation: Relaxation | None = None):  # type: ignore[no-untyped-def]
+    allowed = relaxation.syscalls if relaxation else ()
+    allowed_clone = relaxation.clone_flags if relaxation else ()
     filt = sc.SyscallFilter(sc.ALLOW)
     # Any other ABI (i386 int 0x80, x32) would dodge rules written for the native one.
     filt.set_attr(sc.Attr.ACT_BADARCH, sc.KILL_PROCESS)
     for name in policy.denied_syscalls:
-        if name in allow:
+        if name in allowed:
             continue
         try:
             filt.add_rule(sc.ERRNO(errno.EPERM), name)
@@ -54,8 +49,10 @@ def _jail_rules(
             continue
     for name in ENOSYS_SYSCALLS:
         filt.add_rule(sc.ERRNO(errno.ENOSYS), name)
+    # Namespace flags are refused even though --disable-userns and the missing
+    # capabilities already make them fail, so that a kernel bug is not enough.
     for flag in CLONE_NEW_FLAGS:
-        if flag in allow_clone:
+        if flag in allowed_clone:
             continue
         filt.add_rule(sc.ERRNO(errno.EPERM), "clone", sc.Arg(0, sc.MASKED_EQ, flag, flag))
     for name in ("socket", "socketpair"):
@@ -66,31 +63,17 @@ def _jail_rules(
     return filt
 
 
-def compile_jail_filter(policy: SandboxPolicy) -> bytes:
-    """The filter bubblewrap installs before it starts a single-use runtime."""
-    return _export(_jail_rules(_load_library(), policy))
-
-
-# RELAXATION (fork server only): it may unshare and mount to give each child fresh
-# namespaces and its own /tmp.  Each child then adds the full child filter below.
-FORK_SERVER_ALLOWED = ("unshare", "mount", "umount2")
-FORK_SERVER_CLONE = (0x00020000, 0x08000000, 0x20000000)  # CLONE_NEWNS, NEWIPC, NEWPID
-
-
-def compile_fork_server_filter(policy: SandboxPolicy) -> bytes:
-    """The filter bubblewrap installs before it starts the Python fork server."""
-    return _export(
-        _jail_rules(
-            _load_library(), policy, allow=FORK_SERVER_ALLOWED, allow_clone=FORK_SERVER_CLONE
-        )
-    )
+def compile_jail_filter(policy: SandboxPolicy, relaxation: Relaxation | None = None) -> bytes:
+    """The filter bubblewrap installs before it starts a runtime (Deno, the fork server),
+    less what `relaxation` grants."""
+    return _export(_jail_rules(_load_library(), policy, relaxation))
 
 
 def compile_child_filter(policy: SandboxPolicy) -> bytes:
-    """The filter a fork-server child loads before its job: the jail's rules, no exec,
-    and no Unix-socket rendezvous (bind/connect/listen) with its siblings."""
+    """The filter a fork-server child loads before its job: the jail's rules, no program
+    starts and no Unix-socket rendezvous with its siblings."""
     sc = _load_library()
     filt = _jail_rules(sc, policy)
-    for name in (*EXEC_SYSCALLS, "bind", "connect", "listen", "accept", "accept4"):
+    for name in (*EXEC_SYSCALLS, *RENDEZVOUS_SYSCALLS):
         filt.add_rule(sc.ERRNO(errno.EPERM), name)
     return _export(filt)

@@ -1,18 +1,21 @@
-"""The sandbox policy as data: namespaces, mounts, syscalls and limits in one place.
+"""The sandbox policy as data: namespaces, mounts, syscalls, limits, permissions.
 
-Everything is closed by default. Each relaxation says what it exposes and why.
-The pure functions at the bottom turn the policy into a bubblewrap argv; they are
-unit-tested, and nothing else in the project builds jail arguments.
+Everything is closed by default.  Each relaxation is a named `Relaxation` that says
+what it grants and why.  `bwrap.py` turns the policy into a bubblewrap argv and
+`seccomp.py` into BPF filters; nothing else decides what a jail may do.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import sys
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
+
+from .._jail import protocol
 
 # Syscalls a snippet never needs, refused with EPERM by the seccomp filter.  The jail
 # already makes most of them useless (no capabilities, user namespace, no_new_privs);
@@ -92,6 +95,45 @@ ALLOWED_SOCKET_FAMILIES: tuple[int, ...] = (1,)  # AF_UNIX
 # them; for JavaScript, Deno's permissions refuse them and nothing else is mounted.
 EXEC_SYSCALLS: tuple[str, ...] = ("execve", "execveat")
 
+# Also refused in Python fork-server children: no Unix-socket rendezvous with a sibling
+# (they share the fork server's jail, and so its abstract socket namespace).
+RENDEZVOUS_SYSCALLS: tuple[str, ...] = ("bind", "connect", "listen", "accept", "accept4")
+
+# Deno's own permissions, a second wall behind the jail: nothing but the scratch /tmp
+# and the result FIFO (no net, env, run, ffi, sys, and no remote or npm modules).
+DENO_PERMISSIONS: tuple[str, ...] = (
+    "--no-prompt",
+    "--no-config",
+    "--no-lock",
+    "--no-remote",
+    "--no-npm",
+    "--allow-read=/tmp",
+    f"--allow-write=/tmp,{protocol.RESULT_FIFO}",
+)
+
+
+@dataclass(frozen=True)
+class Relaxation:
+    """Something the closed policy refuses, granted to one kind of jailed process."""
+
+    why: str
+    capabilities: tuple[str, ...] = ()  # kept, inside the jail's own user namespace only
+    syscalls: tuple[str, ...] = ()  # taken off the denied list
+    clone_flags: tuple[int, ...] = ()  # namespace flags clone() may use
+
+
+# RELAXATION (the Python fork server only): it makes each child's fresh pid, mount and
+# ipc namespaces and mounts its private /tmp, /dev/shm and /proc/self, so it keeps
+# CAP_SYS_ADMIN in its own user namespace (meaningless on the host) and may unshare,
+# clone into those three namespaces and mount.  The server runs no user code; each child
+# drops every capability and loads the full child filter before it reads its job.
+ALLOW_NAMESPACE_SETUP = Relaxation(
+    why="the Python fork server gives each child fresh namespaces and its own /tmp",
+    capabilities=("CAP_SYS_ADMIN",),
+    syscalls=("unshare", "mount", "umount2"),
+    clone_flags=(protocol.CLONE_NEWNS, protocol.CLONE_NEWIPC, protocol.CLONE_NEWPID),
+)
+
 
 @dataclass(frozen=True)
 class Mount:
@@ -111,7 +153,7 @@ class SandboxPolicy:
     masked: tuple[str, ...] = ()
     tmp_size_mb: int = 16  # the only writable places: an in-memory /tmp ...
     shm_size_mb: int = 4  # ... and /dev/shm, both private to the execution
-    max_processes: int = 16  # RLIMIT_NPROC inside the jail's own user namespace
+    max_processes: int = 16  # processes and threads of one execution (pids cgroup, NPROC)
     max_open_files: int = 256  # RLIMIT_NOFILE
     max_file_mb: int = 16  # RLIMIT_FSIZE: no single file larger than /tmp anyway
     # Namespaces: all new.  user (no capabilities on the host), pid (nothing outlives
@@ -126,6 +168,20 @@ class SandboxPolicy:
         ("HOME", "/tmp"),
         ("PATH", "/nonexistent"),
     )
+
+    def rlimits(self, own_threads: int = 0) -> tuple[tuple[int, int], ...]:
+        """(resource, value) set on every process of a jail before its job, from the host.
+
+        RLIMIT_NPROC is a second process-count wall beside the pids cgroup, effective
+        where the jail's user is not root on the host (the kernel exempts root).
+        `own_threads`: threads the runtime itself starts, counted on top.
+        """
+        return (
+            (resource.RLIMIT_NPROC, self.max_processes + own_threads),
+            (resource.RLIMIT_NOFILE, self.max_open_files),
+            (resource.RLIMIT_FSIZE, self.max_file_mb * 1024 * 1024),
+            (resource.RLIMIT_CORE, 0),
+        )
 
 
 def _real(path: str) -> str:
@@ -175,10 +231,8 @@ def deno_executable() -> str:
     return _real(deno.find_deno_bin())
 
 
-RUNNER_DIR = str(Path(__file__).parent / "runtimes")
-JAIL_RUNNER_DIR = "/runner"  # where the runner scripts appear inside the jail
-JAIL_DENO = "/runtime/deno"
-JAIL_RESULT = "/run/result"  # the FIFO that carries the runner's frames to the host
+# The in-jail code (runners and the protocol), mounted read-only at protocol.RUNNER_DIR.
+RUNNER_DIR = str(Path(__file__).resolve().parent.parent / "_jail")
 
 
 def build_policy(tmp_size_mb: int = 16, max_processes: int = 16) -> SandboxPolicy:
@@ -188,9 +242,9 @@ def build_policy(tmp_size_mb: int = 16, max_processes: int = 16) -> SandboxPolic
     if os.path.isdir("/usr/share/zoneinfo"):
         # zoneinfo/Intl need the time-zone database; it is public data.
         mounts.append(Mount("/usr/share/zoneinfo", "/usr/share/zoneinfo"))
-    mounts.append(Mount(RUNNER_DIR, JAIL_RUNNER_DIR))
+    mounts.append(Mount(RUNNER_DIR, protocol.RUNNER_DIR))
     try:
-        mounts.append(Mount(deno_executable(), JAIL_DENO))
+        mounts.append(Mount(deno_executable(), protocol.DENO))
     except Exception:  # no deno: JavaScript is reported unavailable by doctor
         pass
     return SandboxPolicy(
@@ -200,76 +254,3 @@ def build_policy(tmp_size_mb: int = 16, max_processes: int = 16) -> SandboxPolic
         tmp_size_mb=tmp_size_mb,
         max_processes=max_processes,
     )
-
-
-def bwrap_argv(
-    policy: SandboxPolicy,
-    command: list[str],
-    *,
-    seccomp_fd: int,
-    result_fifo: str | None,
-    extra_env: tuple[tuple[str, str], ...] = (),
-    extra_files: tuple[tuple[str, str], ...] = (),
-    fork_server: bool = False,
-) -> list[str]:
-    """The bubblewrap command line for one jailed process (pure; no code or inputs in it).
-
-    Args:
-        policy: mounts, limits and environment.
-        command: the runtime's argv inside the jail.
-        seccomp_fd: an fd holding the compiled filter bwrap installs before exec.
-        result_fifo: host FIFO bound at /run/result (single-use workers), or None.
-        extra_env: runtime-specific variables (e.g. DENO_DIR).
-        extra_files: more (host file, jail path) read-only binds.
-        fork_server: keep CAP_SYS_ADMIN in the jail's user namespace (see below).
-    """
-    argv = [
-        policy.bwrap,
-        "--unshare-user",
-        "--unshare-pid",
-        "--unshare-net",
-        "--unshare-ipc",
-        "--unshare-uts",
-        "--unshare-cgroup-try",
-        "--disable-userns",  # no nested user namespaces (else a fresh set of capabilities)
-        "--uid",
-        str(policy.uid),
-        "--gid",
-        str(policy.uid),
-        "--hostname",
-        policy.hostname,
-        "--die-with-parent",  # killing bwrap kills the pid namespace and all in it
-        "--new-session",  # no TIOCSTI into a terminal of the host
-        "--cap-drop",
-        "ALL",
-        "--clearenv",
-    ]
-    if fork_server:
-        # RELAXATION: the fork server keeps CAP_SYS_ADMIN inside the jail's own user
-        # namespace (it means nothing on the host) so that each child gets fresh pid,
-        # mount and ipc namespaces and its own /tmp.  Children drop every capability and
-        # load the full filter before they read their job; the server runs no user code.
-        argv += ["--cap-add", "CAP_SYS_ADMIN"]
-    for key, value in (*policy.env, *extra_env):
-        argv += ["--setenv", key, value]
-    for m in policy.mounts:
-        argv += ["--symlink" if m.symlink else "--ro-bind", m.source, m.target]
-    for path in policy.masked:
-        argv += ["--tmpfs", path, "--remount-ro", path]
-    # fmt: off
-    argv += [
-        "--proc", "/proc",
-        "--dev", "/dev",
-        # /dev read-only, with a private, small /dev/shm (POSIX shared memory) of its own.
-        "--size", str(policy.shm_size_mb * 1024 * 1024), "--perms", "1777",
-        "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
-        "--size", str(policy.tmp_size_mb * 1024 * 1024), "--perms", "1777", "--tmpfs", "/tmp",
-        "--dir", "/run",
-    ]
-    # fmt: on
-    if result_fifo is not None:
-        argv += ["--bind", result_fifo, JAIL_RESULT]
-    for source, target in extra_files:
-        argv += ["--ro-bind", source, target]
-    argv += ["--remount-ro", "/", "--seccomp", str(seccomp_fd), "--chdir", "/tmp", "--", *command]
-    return argv

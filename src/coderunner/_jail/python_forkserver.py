@@ -3,42 +3,30 @@
 It has imported the runner (and with it the common standard library) once; each child
 is a copy that gets its own pid, mount and ipc namespaces, a private in-memory /tmp, no
 /proc of its siblings, no capabilities and the full seccomp filter before it reads its
-job.  The server itself never runs user code.
-
-Control protocol on a SOCK_SEQPACKET socket (fd given as argv[1]):
-  host → server  b"fork"                      prepare one more child
-  server → host  b"up"                        the server is ready
-  server → host  b"ready <pid>" + [socket]    a child exists; the socket reaches it
-  server → host  b"exit <pid> <code>"         a child ended (code as in subprocess)
-Child protocol on its own socket:
-  child → host   b"ready"                     isolated, filtered, waiting
-  host → child   b"job" + [stdin, stdout, stderr, result]
-  child → host   b"started"
-and then the runner protocol of python_runner.py on those four descriptors.
+job.  The server itself never runs user code.  Its messages, and its children's, are
+those of protocol.py (the control channel and the child socket).
 """
 
 import sys
 
-sys.path.insert(0, "/runner")
+sys.path.insert(0, "/runner")  # protocol.RUNNER_DIR
 
 import ctypes
 import fcntl
 import gc
 import os
-import resource
 import selectors
 import signal
 import socket
 
+import protocol
 import python_runner as runner
 
-CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWPID = 0x00020000, 0x08000000, 0x20000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
 MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = 4096, 8192, 1 << 14, 1 << 18
 PR_SET_DUMPABLE, PR_CAP_AMBIENT = 4, 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 CAP_SYS_ADMIN = 21
-CHILD_FILTER_PATH = "/run/child.bpf"
 
 libc = ctypes.CDLL(None, use_errno=True)
 
@@ -80,16 +68,6 @@ def load_filter(program: bytes) -> None:
     check(libc.prctl(22, 2, ctypes.byref(fprog), 0, 0), "seccomp")  # PR_SET_SECCOMP, FILTER
 
 
-class Config:
-    def __init__(self, argv: list[str]) -> None:
-        self.control_fd = int(argv[1])
-        self.tmp_size_mb = int(argv[2])
-        self.max_processes = int(argv[3])
-        self.max_open_files = int(argv[4])
-        self.max_file_mb = int(argv[5])
-        self.shm_size_mb = int(argv[6])
-
-
 def _high(fd: int) -> int:
     """Move fd to 100 or above, out of the way of the numbers a job's streams take."""
     moved = fcntl.fcntl(fd, fcntl.F_DUPFD, 100)
@@ -97,7 +75,9 @@ def _high(fd: int) -> int:
     return moved
 
 
-def become_execution(sock: socket.socket, config: Config, child_filter: bytes) -> None:
+def become_execution(
+    sock: socket.socket, config: protocol.ForkServerConfig, child_filter: bytes
+) -> None:
     """In the child (pid 1 of its own namespace): isolate, then run one job and exit."""
     # A session (and process group) of its own: kill(0) must not reach the server.
     os.setsid()
@@ -129,30 +109,24 @@ def become_execution(sock: socket.socket, config: Config, child_filter: bytes) -
     )  # fmt: skip
     os.chdir("/tmp")
     check(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "not dumpable")
-    for which, value in (
-        (resource.RLIMIT_NPROC, config.max_processes),
-        (resource.RLIMIT_NOFILE, config.max_open_files),
-        (resource.RLIMIT_FSIZE, config.max_file_mb * 1024 * 1024),
-        (resource.RLIMIT_CORE, 0),
-    ):
-        resource.setrlimit(which, (value, value))
+    # (rlimits are set by the host, from outside, once this child reports READY.)
     set_capabilities(0)
     load_filter(child_filter)
     # (A warm-up run here, to take copy-on-write faults ahead of the job, was measured:
     # no better latency, 15 % less throughput.)
-    sock.send(b"ready")
-    _, fds, _, _ = socket.recv_fds(sock, 16, 4)
-    sock.send(b"started")  # the host now knows the job reached a live child
+    sock.send(protocol.READY)
+    message, fds, _, _ = socket.recv_fds(sock, 16, protocol.JOB_FDS)
+    if message != protocol.JOB or len(fds) != protocol.JOB_FDS:
+        os._exit(protocol.EXIT_BAD_JOB_MESSAGE)
+    sock.send(protocol.STARTED)  # the host now knows the job reached a live child
     sock.close()
-    if len(fds) != 4:
-        os._exit(72)
     high = [_high(fd) for fd in fds]  # out of the way of 0-4 before dup2
-    for target, fd in enumerate(high):
+    for target, fd in enumerate(high):  # stdin, stdout, stderr, RESULT_FD
         os.dup2(fd, target)
         os.close(fd)
-    os.dup2(status_fd, 4)
-    os.closerange(5, 1 << 16)  # nothing of the server's (its control socket, epoll, pipes)
-    runner.serve_job(3, 4)
+    os.dup2(status_fd, protocol.STATUS_FD)
+    os.closerange(protocol.STATUS_FD + 1, 1 << 16)  # nothing of the server's
+    runner.serve_job(protocol.RESULT_FD, protocol.STATUS_FD)
 
 
 # clone(2) straight into the new namespaces: the child is the first process of its pid
@@ -165,7 +139,7 @@ _pyapi = ctypes.PyDLL(None)  # holds the GIL across the call, as os.fork() does
 
 def clone_into_namespaces() -> int:
     """Like os.fork(), but the child starts in fresh pid, mount and ipc namespaces."""
-    flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWPID | SIGCHLD
+    flags = protocol.CLONE_NEWNS | protocol.CLONE_NEWIPC | protocol.CLONE_NEWPID | SIGCHLD
     if SYS_CLONE is None:  # an architecture we have no number for: unshare + fork
         raise OSError(0, "unsupported architecture")
     ctypes.pythonapi.PyOS_BeforeFork()
@@ -179,7 +153,9 @@ def clone_into_namespaces() -> int:
     return pid
 
 
-def fork_child(control: socket.socket, config: Config, child_filter: bytes) -> int | None:
+def fork_child(
+    control: socket.socket, config: protocol.ForkServerConfig, child_filter: bytes
+) -> int | None:
     """Start a child in fresh namespaces; returns its pid (in our namespace)."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     # Set before the child can send: the host learns the child's pid as the host sees it.
@@ -202,10 +178,10 @@ def fork_child(control: socket.socket, config: Config, child_filter: bytes) -> i
             pass
         except BaseException as exc:  # report; never return into the server's loop
             os.write(2, f"coderunner fork server child: {exc}\n".encode())
-        os._exit(70)
+        os._exit(protocol.EXIT_SETUP_FAILED)
     theirs.close()
     try:
-        socket.send_fds(control, [f"ready {child}".encode()], [ours.fileno()])
+        socket.send_fds(control, [protocol.child_ready(child)], [ours.fileno()])
     except OSError:  # the host is gone
         os._exit(0)
     ours.close()
@@ -216,12 +192,12 @@ WARM_UP = "import json\ndef main(numbers):\n    return {'sum': sum(numbers)}\n"
 
 
 def main() -> None:
-    config = Config(sys.argv)
+    config = protocol.ForkServerConfig.decode(sys.argv[1])
     runner.run_snippet(WARM_UP, {"numbers": [1, 2, 3]})
     # Objects that exist now are never collected: the collector will not walk (and so
     # copy) the server's pages in every child.
     gc.freeze()
-    with open(CHILD_FILTER_PATH, "rb") as f:
+    with open(protocol.CHILD_FILTER, "rb") as f:
         child_filter = f.read()
     set_capabilities(1 << CAP_SYS_ADMIN)
     control = socket.socket(fileno=config.control_fd)
@@ -233,17 +209,17 @@ def main() -> None:
     selector.register(control, selectors.EVENT_READ)
     selector.register(wake_r, selectors.EVENT_READ)
     children: set[int] = set()
-    control.send(b"up")
+    control.send(protocol.UP)
     while True:
         for key, _ in selector.select():
             if key.fileobj is control:
                 message = control.recv(64)
                 if not message:  # the host is gone: so are we (and bwrap takes the rest)
                     os._exit(0)
-                if message == b"fork":
+                if message == protocol.FORK:
                     child = fork_child(control, config, child_filter)
                     if child is None:
-                        control.send(b"error a fork-server child did not start")
+                        control.send(protocol.child_error("a fork-server child did not start"))
                     else:
                         children.add(child)
             else:
@@ -259,7 +235,7 @@ def main() -> None:
                     children.discard(pid)
                     code = os.waitstatus_to_exitcode(status)
                     try:
-                        control.send(f"exit {pid} {code}".encode())
+                        control.send(protocol.child_exit(pid, code))
                     except OSError:  # the host is gone
                         os._exit(0)
 

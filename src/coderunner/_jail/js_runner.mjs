@@ -1,12 +1,17 @@
 // Runs inside the jail under Deno with no permissions but /tmp and the result FIFO.
-// Protocol: the same as python_runner.py (ready line, job JSON on stdin, header line
-// and encoded result on /run/result).  One snippet, then exit.
+// Protocol: protocol.py beside this file, whose literals are copied here (and pinned by
+// tests/jail/test_protocol.py): READY and STARTED as lines on RESULT_FIFO, the Job as
+// JSON on stdin, then one frame (header line, encoded result) on RESULT_FIFO.  One
+// snippet, then exit.
 // Node's compatibility layer costs a runtime start ~20 ms, so it is loaded only for a
 // snippet that mentions it (see prepareNode); the jail and Deno's permissions refuse
 // what it reaches either way, this only makes the messages clear.
 
+// protocol.py: RESULT_FIFO, JS_MODULE, READY, STARTED, RUNNER_ERROR_TYPES
 const RESULT_PATH = "/run/result";
 const MODULE_PATH = "/tmp/.coderunner-snippet.mjs";
+const READY = "ready\n";
+const STARTED = "started\n";
 const MODULE_URL = "file://" + MODULE_PATH;
 const MAX_DEPTH = 500;
 
@@ -148,6 +153,14 @@ const REFUSED = [
   [DataView, "convert it to an array of numbers"],
 ];
 
+// The same message as protocol.lone_surrogate_error.
+function loneSurrogate(where) {
+  const e = new SerializationProblem(where, "str", "");
+  e.message = `${where} is a string with a lone surrogate, which is not Unicode text and cannot ` +
+    "be sent as JSON: remove it, or return the text encoded (e.g. as base64)";
+  return e;
+}
+
 function childPath(path, key) {
   if (typeof key === "number") return `${path}[${key}]`;
   return /^[A-Za-z_$][\w$]*$/.test(key) ? `${path}.${key}` : `${path}[${JSON.stringify(key)}]`;
@@ -161,7 +174,11 @@ function typeName(value) {
 
 // What JSON.stringify would make of value, refusing whatever it would drop or alter.
 function toJson(value, path = "result", depth = 0, seen = new Set()) {
-  if (value === null || typeof value === "string" || typeof value === "boolean") return value;
+  if (typeof value === "string") {
+    if (!value.isWellFormed()) throw loneSurrogate(path);
+    return value;
+  }
+  if (value === null || typeof value === "boolean") return value;
   if (typeof value === "number") {
     if (Number.isFinite(value)) return value;
     throw new SerializationProblem(path, String(value), "NaN and Infinity become null in JSON; return null or a string");
@@ -189,7 +206,10 @@ function toJson(value, path = "result", depth = 0, seen = new Set()) {
     out = value.map((item, i) => toJson(item, childPath(path, i), depth + 1, seen));
   } else {
     out = {};
-    for (const key of Object.keys(value)) out[key] = toJson(value[key], childPath(path, key), depth + 1, seen);
+    for (const key of Object.keys(value)) {
+      if (!key.isWellFormed()) throw loneSurrogate(`${childPath(path, key)} (a key)`);
+      out[key] = toJson(value[key], childPath(path, key), depth + 1, seen);
+    }
   }
   seen.delete(value);
   return out;
@@ -448,9 +468,9 @@ globalThis.addEventListener("beforeunload", () => {
 // No top-level await below: with one, Deno would end on a pending promise before the
 // "beforeunload" event that reports it.
 async function serve() {
-  writeAll(encoder.encode("ready\n"));
+  writeAll(encoder.encode(READY));
   const job = JSON.parse(await readStdin());
-  writeAll(encoder.encode("started\n")); // the host now knows the job reached a live runtime
+  writeAll(encoder.encode(STARTED)); // the host now knows the job reached a live runtime
   offsetOfJob = buildModule(job.code).offset;
   await prepareNode(job.code);
   const header = await run(job);

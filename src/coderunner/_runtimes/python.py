@@ -1,7 +1,8 @@
 """Python at fork-server speed: a jailed fork server and its pre-forked, isolated children.
 
 All of this runs in the service process (the host side).  The jailed side is
-``runtimes/python_zygote.py``; its docstring has the protocol.  Each execution still
+``_jail/python_forkserver.py``; the messages are those of ``_jail/protocol.py``.  Each
+execution still
 gets a fresh process with fresh pid, mount and ipc namespaces, its own /tmp, no
 capabilities and the full seccomp filter, inside a jail nothing else shares at once but
 its siblings, from which those namespaces and the filter separate it.
@@ -14,21 +15,28 @@ import asyncio
 import contextlib
 import logging
 import os
-import select
 import signal
 import socket
 import struct
 from typing import Any
 
-from ._cgroup import CgroupManager, CgroupSlot
-from ._errors import SandboxUnavailable
-from ._models import ErrorDetail, ErrorType, Language
-from ._policy import JAIL_RUNNER_DIR, SandboxPolicy, bwrap_argv, python_runtime_paths
-from ._worker import JailedProcess, Runtime, WorkerLost, WorkerState, _Capture
+from .._errors import SandboxUnavailable
+from .._jail import protocol
+from .._models import ErrorDetail, ErrorType, Language
+from .._sandbox.bwrap import bwrap_argv, start_jail
+from .._sandbox.cgroup import CgroupManager, CgroupSlot
+from .._sandbox.policy import ALLOW_NAMESPACE_SETUP, SandboxPolicy, python_runtime_paths
+from .._sandbox.process import (
+    Capture,
+    CleanupTasks,
+    JailedProcess,
+    PidHandle,
+    WorkerLost,
+    open_reader,
+)
 
 log = logging.getLogger("coderunner.forkserver")
 
-JAIL_CHILD_FILTER = "/run/child.bpf"
 # The exit status of a child whose fork server died under it (the service's fault).
 SERVER_LOST = -(1 << 16)
 _UCRED = struct.Struct("3i")  # struct ucred {pid, uid, gid}
@@ -67,43 +75,39 @@ class ForkServer:
 
     @classmethod
     async def start(
-        cls,
-        policy: SandboxPolicy,
-        server_filter: bytes,
-        child_filter_path: str,
-        cgroups: CgroupManager | None,
+        cls, policy: SandboxPolicy, server_filter: bytes, child_filter_path: str
     ) -> ForkServer:
         """Start the fork server in its jail and wait until it is up."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        seccomp_fd = os.memfd_create("coderunner-seccomp", 0)
-        os.write(seccomp_fd, server_filter)
-        os.lseek(seccomp_fd, 0, os.SEEK_SET)
-        interpreter = python_runtime_paths()[0]
+        config = protocol.ForkServerConfig(
+            control_fd=theirs.fileno(),
+            tmp_size_mb=policy.tmp_size_mb,
+            shm_size_mb=policy.shm_size_mb,
+        )
         command = [
-            interpreter, "-I", "-S", "-B", "-u", f"{JAIL_RUNNER_DIR}/python_zygote.py",
-            str(theirs.fileno()), str(policy.tmp_size_mb), str(policy.max_processes),
-            str(policy.max_open_files), str(policy.max_file_mb), str(policy.shm_size_mb),
+            python_runtime_paths()[0], "-I", "-S", "-B", "-u",
+            f"{protocol.RUNNER_DIR}/python_forkserver.py", config.encode(),
         ]  # fmt: skip
-        argv = bwrap_argv(
-            policy, command, seccomp_fd=seccomp_fd, result_fifo=None,
-            extra_files=((child_filter_path, JAIL_CHILD_FILTER),),
-            fork_server=True,
-        )  # fmt: skip
         try:
-            process = await asyncio.create_subprocess_exec(
-                *argv,
+            process = await start_jail(
+                lambda seccomp_fd: bwrap_argv(
+                    policy,
+                    command,
+                    seccomp_fd=seccomp_fd,
+                    result_fifo=None,
+                    extra_files=((child_filter_path, protocol.CHILD_FILTER),),
+                    relaxation=ALLOW_NAMESPACE_SETUP,
+                ),
+                seccomp_filter=server_filter,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=None,  # the server's own diagnostics go to our stderr
-                pass_fds=(seccomp_fd, theirs.fileno()),
-                env={},
-                start_new_session=True,
+                pass_fds=(theirs.fileno(),),
             )
-        except OSError as exc:
+        except SandboxUnavailable:
             ours.close()
-            raise SandboxUnavailable(f"cannot start bubblewrap: {exc}") from exc
+            raise
         finally:
-            os.close(seccomp_fd)
             theirs.close()
         ours.setblocking(False)
         server = cls(process, ours)
@@ -111,12 +115,13 @@ class ForkServer:
             message, _ = await asyncio.wait_for(_recvmsg(ours, 0), 30)
         except (TimeoutError, OSError):
             message = b""
-        if message != b"up":
+        if message != protocol.UP:
             await server.close()
             raise SandboxUnavailable(
                 f"the Python fork server did not start (exit {process.returncode}); "
                 "run `coderunner doctor`"
             )
+        log.info("python fork server up: pid %d", process.pid)
         server._reader = asyncio.ensure_future(server._read_control())
         return server
 
@@ -131,25 +136,25 @@ class ForkServer:
                 data, ancdata = await _recvmsg(self.control, fd_space)
                 if not data:
                     break
-                words = data.split()
-                if words[0] == b"ready":
+                message = protocol.parse_control(data)
+                if message.kind == "ready":
                     fds = array.array("i")
                     for level, kind, payload in ancdata:
                         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                             fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
                     sock = socket.socket(fileno=fds[0])
-                    sock.setblocking(False)  # SO_PASSCRED is already on: see python_zygote
-                    self._ready.put_nowait((int(words[1]), sock))
-                elif words[0] == b"exit":
-                    future = self._exits.get(int(words[1]))
+                    sock.setblocking(False)  # SO_PASSCRED is already on: see the fork server
+                    self._ready.put_nowait((message.pid, sock))
+                elif message.kind == "exit":
+                    future = self._exits.get(message.pid)
                     if future is not None and not future.done():
-                        future.set_result(int(words[2]))
+                        future.set_result(message.status)
                 else:
-                    self._ready.put_nowait(SandboxUnavailable(data.decode(errors="replace")))
+                    self._ready.put_nowait(SandboxUnavailable(message.text or message.kind))
         except ConnectionResetError:  # the server died: the same as end of file
             pass
         except (OSError, IndexError, ValueError) as exc:
-            log.error("fork server control channel failed: %s", exc)
+            log.error("fork server %d: control channel failed: %s", self.process.pid, exc)
         finally:
             self.closed = True
             for future in self._exits.values():
@@ -157,12 +162,17 @@ class ForkServer:
                     future.set_result(SERVER_LOST)
             self._ready.put_nowait(SandboxUnavailable("the Python fork server exited"))
 
-    async def fork(self, cgroups: CgroupManager | None, output_limit_bytes: int,
-                   max_processes: int) -> ForkedWorker:  # fmt: skip
+    async def fork(
+        self,
+        policy: SandboxPolicy,
+        cgroups: CgroupManager | None,
+        cleanups: CleanupTasks,
+        output_limit_bytes: int,
+    ) -> ForkedWorker:
         """Ask for one more isolated child; returns once the server has forked it."""
         if not self.alive:
             raise SandboxUnavailable("the Python fork server is not running")
-        self.control.send(b"fork")
+        self.control.send(protocol.FORK)
         item = await self._ready.get()
         if isinstance(item, BaseException):
             raise item
@@ -174,13 +184,14 @@ class ForkServer:
         # the cgroup is for the process count.
         cgroup = None
         if cgroups and cgroups.available:
-            cgroup = cgroups.create(max_processes + 2, memory=False)
-        return ForkedWorker(ns_pid, sock, exited, cgroup, output_limit_bytes)
+            cgroup = cgroups.create(policy.max_processes + ForkedWorker.own_threads, memory=False)
+        return ForkedWorker(ns_pid, sock, exited, policy, cgroup, cleanups, output_limit_bytes)
 
     async def close(self) -> None:
         """Kill the server's jail (and every child in it)."""
         self.closed = True
         if self.process.returncode is None:  # (os.kill: send_signal() may reap behind asyncio)
+            log.info("python fork server: SIGKILL to pid %d", self.process.pid)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.process.pid, signal.SIGKILL)
         if self._reader:
@@ -195,29 +206,25 @@ class ForkServer:
 class ForkedWorker(JailedProcess):
     """One pre-forked child of a fork server, isolated and waiting for its job."""
 
+    own_threads = 2  # a snippet's own threads count; the runner itself starts none
+
     def __init__(
         self,
         ns_pid: int,
         sock: socket.socket,
         exited: asyncio.Future[int],
+        policy: SandboxPolicy,
         cgroup: CgroupSlot | None,
+        cleanups: CleanupTasks,
         output_limit_bytes: int,
     ) -> None:
-        self.runtime = Runtime(Language.PYTHON, ())
-        self.state = WorkerState.STARTING
+        super().__init__(Language.PYTHON, policy, cgroup, cleanups, output_limit_bytes)
         self.ns_pid = ns_pid
-        self.host_pid: int | None = None
         self._sock = sock
         self._exited = exited
-        self._pidfd: int | None = None
-        self._cgroup = cgroup
-        self._output_limit = output_limit_bytes
-        self._result = None
-        self._stdout = None
-        self._stderr = None
 
     def _no_result_error(
-        self, returncode: int | None, memory_hit: bool, memory_mb: int, too_big: bool
+        self, returncode: int | None, memory_hit: bool, memory_mb: int
     ) -> ErrorDetail:
         if returncode == SERVER_LOST:
             return ErrorDetail(
@@ -225,44 +232,34 @@ class ForkedWorker(JailedProcess):
                 message="the Python fork server was lost during the execution; "
                 "it has been replaced, retry the request",
             )
-        return super()._no_result_error(returncode, memory_hit, memory_mb, too_big)
+        return super()._no_result_error(returncode, memory_hit, memory_mb)
 
     async def wait_ready(self, timeout_s: float = 30.0) -> None:
-        """Wait for the child's ready message; learn its host pid and put it in its cgroup."""
+        """Wait for READY; learn the child's host pid and put it in its cgroup."""
         ucred_space = socket.CMSG_SPACE(_UCRED.size)
         try:
             data, ancdata = await asyncio.wait_for(_recvmsg(self._sock, ucred_space), timeout_s)
         except (TimeoutError, OSError):
             data, ancdata = b"", []
+        host_pid = 0
         for level, kind, payload in ancdata:
             if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
-                self.host_pid = _UCRED.unpack(payload[: _UCRED.size])[0]
-        if data != b"ready" or not self.host_pid:
+                host_pid = _UCRED.unpack(payload[: _UCRED.size])[0]
+        if data != protocol.READY or not host_pid:
             await self.kill()
             raise SandboxUnavailable("a Python fork-server child did not come up")
-        # A pidfd cannot be fooled by pid reuse: kills reach this child or nothing.
-        self._pidfd = os.pidfd_open(self.host_pid)
+        self._handle = PidHandle(host_pid, "python child")
         if self._cgroup:
-            for procs in self._cgroup.procs_files():
-                with open(procs, "w") as f:
-                    f.write(str(self.host_pid))
-        self.state = WorkerState.READY
-
-    @property
-    def alive(self) -> bool:
-        if self._exited.done():
-            return False
-        # A pidfd turns readable when its process has exited.
-        return self._pidfd is None or not select.select([self._pidfd], [], [], 0)[0]
+            self._cgroup.add(host_pid)
+        self._became_ready()
 
     async def _deliver(self, job: bytes) -> None:
-        loop = asyncio.get_running_loop()
         job_r, job_w = os.pipe()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         res_r, res_w = os.pipe()
         try:
-            socket.send_fds(self._sock, [b"job"], [job_r, out_w, err_w, res_w])
+            socket.send_fds(self._sock, [protocol.JOB], [job_r, out_w, err_w, res_w])
         except OSError as exc:  # it died idle (e.g. with its fork server)
             for fd in (job_w, out_r, err_r, res_r):
                 os.close(fd)
@@ -274,13 +271,13 @@ class ForkedWorker(JailedProcess):
             started, _ = await asyncio.wait_for(_recvmsg(self._sock, 0), 5)
         except (TimeoutError, OSError):
             started = b""
-        if started != b"started":
+        if started != protocol.STARTED:
             for fd in (job_w, out_r, err_r, res_r):
                 os.close(fd)
             raise WorkerLost("the child died as it was handed its job")
-        self._stdout = _Capture(await _pipe_reader(loop, out_r, 1 << 16), self._output_limit)
-        self._stderr = _Capture(await _pipe_reader(loop, err_r, 1 << 16), self._output_limit)
-        self._result = await _pipe_reader(loop, res_r, 2**31)
+        self._stdout = Capture(await open_reader(out_r), self._output_limit)
+        self._stderr = Capture(await open_reader(err_r), self._output_limit)
+        self._result = await open_reader(res_r, 2**31)
         try:
             view = memoryview(job)
             os.set_blocking(job_w, False)
@@ -294,41 +291,21 @@ class ForkedWorker(JailedProcess):
         finally:
             os.close(job_w)
 
+    @property
+    def alive(self) -> bool:
+        return not self._exited.done() and super().alive
+
     async def _wait_exit(self) -> int | None:
         return await asyncio.shield(self._exited)
 
     def _exit_code(self) -> int | None:
         return self._exited.result() if self._exited.done() else None
 
-    def _terminate(self) -> None:
-        """SIGKILL the child: it is the first process of its pid namespace, so all of it goes."""
-        self.state = WorkerState.DONE
-        if self._pidfd is not None and not self._exited.done():
-            with contextlib.suppress(ProcessLookupError, OSError):
-                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
-        elif not self._exited.done():
-            self._sock.close()  # not yet ready: it exits when its socket closes
-        if self._cgroup:
-            self._cgroup.kill_all()
+    def _abandon(self) -> None:
+        self._sock.close()  # not yet ready: it exits when its socket closes
 
-    async def _reap(self) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.shield(self._exited), 5)
-        if self._pidfd is not None:
-            os.close(self._pidfd)
-            self._pidfd = None
+    async def _release(self) -> None:
         self._sock.close()
-        await self._remove_cgroup()
-
-
-async def _pipe_reader(
-    loop: asyncio.AbstractEventLoop, fd: int, limit: int
-) -> asyncio.StreamReader:
-    reader = asyncio.StreamReader(limit=limit, loop=loop)
-    await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader, loop=loop), os.fdopen(fd, "rb", 0)
-    )
-    return reader
 
 
 async def _writable(fd: int) -> None:
@@ -351,6 +328,7 @@ class ForkServerGroup:
         server_filter: bytes,
         child_filter_path: str,
         cgroups: CgroupManager | None,
+        cleanups: CleanupTasks,
         output_limit_bytes: int,
     ) -> None:
         self._slots: list[ForkServer | None] = [None] * max(1, count)
@@ -360,6 +338,7 @@ class ForkServerGroup:
         self._server_filter = server_filter
         self._child_filter_path = child_filter_path
         self._cgroups = cgroups
+        self._cleanups = cleanups
         self._output_limit = output_limit_bytes
         self.restarts = 0
 
@@ -377,11 +356,9 @@ class ForkServerGroup:
     async def _replace(self, index: int, old: ForkServer | None) -> ForkServer:
         if old is not None:
             self.restarts += 1
-            log.warning("fork server %d died; starting a new one", index)
+            log.warning("fork server %d (pid %d) died; starting a new one", index, old.process.pid)
             await old.close()
-        server = await ForkServer.start(
-            self._policy, self._server_filter, self._child_filter_path, self._cgroups
-        )
+        server = await ForkServer.start(self._policy, self._server_filter, self._child_filter_path)
         self._slots[index] = server
         self._starting[index] = None
         return server
@@ -391,7 +368,11 @@ class ForkServerGroup:
         index = self._next
         self._next = (self._next + 1) % len(self._slots)
         server = await self._server(index)
-        return await server.fork(self._cgroups, self._output_limit, self._policy.max_processes)
+        return await server.fork(self._policy, self._cgroups, self._cleanups, self._output_limit)
+
+    def servers(self) -> list[ForkServer]:
+        """The fork servers running now."""
+        return [s for s in self._slots if s is not None and s.alive]
 
     async def close(self) -> None:
         """Close every fork server, including any still starting."""
