@@ -138,3 +138,43 @@ def test_bench_runs_every_path_and_writes_json(tmp_path: Path) -> None:
             "naive deno run per run"} <= paths  # fmt: skip
     assert all(r["runs"] > 0 for r in report["results"])
     assert "naive p50 / p50" in out.stdout and report["first_execution_after_start_s"] > 0
+
+
+def test_a_lone_surrogate_result_is_an_error_not_a_traceback() -> None:
+    out = cli("run", "-l", "python", "-c", "'\\ud800' + 'x'")
+    assert out.returncode == 1, out.stderr
+    assert "Traceback" not in out.stderr
+    error = json.loads(out.stdout)["error"]
+    assert error["type"] == "serialization_error" and "lone surrogate" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("command", "variable", "value"),
+    [
+        ("serve", "CODERUNNER_PORT", "abc"),
+        ("serve", "CODERUNNER_PORT", "99999"),
+        ("serve", "CODERUNNER_MAX_TIMEOUT_MS", "ten"),
+        ("serve", "CODERUNNER_DEFAULT_MEMORY_MB", "8"),
+        ("mcp", "CODERUNNER_QUEUE_SIZE", "-1"),
+        ("run", "CODERUNNER_AGENT_TIMEOUT_S", "soon"),
+    ],
+)
+def test_a_bad_setting_is_a_one_line_usage_error(command: str, variable: str, value: str) -> None:
+    import os
+
+    args = [command] + (["-l", "python", "-c", "1"] if command == "run" else [])
+    out = subprocess.run(
+        [*EXE, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, variable: value},
+    )
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    named = variable.removeprefix("CODERUNNER_").lower()
+    assert variable in lines[0] or named in lines[0] or "port" in lines[0], lines[0]

@@ -445,27 +445,62 @@ def test_one_structured_log_line_per_execution_without_inputs(
 ) -> None:
     mark = server.output_size()
     secret = "s3cr3t-token-value"
-    client.post(
+    answer = client.post(
         "/v1/tools/execute-python",
         json={"code": "def main(token):\n    return len(token)", "inputs": {"token": secret}},
-    )
-    deadline = time.monotonic() + 5
+    ).json()
+    assert isinstance(answer["execution_id"], str) and len(answer["execution_id"]) >= 16
+    deadline = time.monotonic() + 30
     lines: list[dict[str, Any]] = []
     while time.monotonic() < deadline and not lines:
         output = server.output(mark)
-        lines = [
-            json.loads(line[line.index("{") :])
-            for line in output.splitlines()
-            if '"event": "execution"' in line
-        ]
+        lines = [json.loads(line) for line in output.splitlines() if '"execution"' in line]
         time.sleep(0.05)
     assert len(lines) == 1, output
+    assert lines[0]["event"] == "execution"
+    assert lines[0]["execution_id"] == answer["execution_id"]
     assert lines[0]["language"] == "python"
     assert lines[0]["outcome"] == "ok"
     assert lines[0]["surface"] == "http"
     assert isinstance(lines[0]["duration_ms"], float)
     assert secret not in output
     assert "def main" not in output
+
+
+def test_every_log_line_is_a_json_object(server: ServerProcess) -> None:
+    """JSON lines on stderr, the uvicorn's own lines (start-up, access) included."""
+    lines = [line for line in server.output().splitlines() if line.strip()]
+    assert lines
+    for line in lines:
+        record = json.loads(line)  # a plain-text prefix would fail here
+        assert {"time", "level", "logger", "message"} <= set(record), line
+
+
+FORGED_SURROGATE_FRAME = r"""
+import os
+os.write(3, b'{"ok": true}\n["\\ud800"]')
+os.close(3)  # the runner cannot add its own frame
+"""
+
+
+@pytest.mark.parametrize(
+    ("tool", "code"),
+    [
+        ("execute-python", "def main():\n    return {'s': '\\ud800' + 'x'}"),
+        ("execute-javascript", "return { s: '\\ud800' + 'x' };"),
+        # A snippet that forges the frame itself, then dies before the runner writes one:
+        # the host's own check catches what the runner's would have.
+        ("execute-python", FORGED_SURROGATE_FRAME),
+    ],
+)
+def test_a_lone_surrogate_is_a_serialization_error_never_a_500(
+    client: httpx.Client, tool: str, code: str
+) -> None:
+    response = client.post(f"/v1/tools/{tool}", json={"code": code})
+    assert response.status_code == 200, response.text
+    error = response.json()["error"]
+    assert error["type"] in ("serialization_error", "runtime_error"), error
+    assert "lone surrogate" in error["message"], error
 
 
 # -- saturation, no keys, and graceful shutdown: servers of their own --------------------

@@ -75,8 +75,8 @@ class ExecutionResult(BaseModel):
     error: ErrorDetail | None = None
     duration_ms: float = 0.0
     language: Language
-    execution_id: str | None = Field(
-        None, description="This execution's id (also in its log line); set by the engine."
+    execution_id: str = Field(
+        "", description="This execution's id (also in its log line); set by the engine."
     )
 
 
