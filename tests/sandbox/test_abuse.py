@@ -760,3 +760,48 @@ def test_concurrent_abuse_does_not_disturb_a_benign_run(jail):
         assert not r.ok and r.error.type.value != "sandbox_error", (name, r.error)
     assert benign.ok and benign.result == 4950, benign.error
     assert benign_js.ok and benign_js.result == 4, benign_js.error
+
+
+# -- the result channel ----------------------------------------------------------------------
+# A snippet can write into its own result channel (fd 3 in Python, the FIFO in JavaScript):
+# whatever it writes can only replace its own result, or be a runtime_error.  Never a
+# sandbox_error, which operators alert on.
+
+JS_WRITE_RESULT = (
+    "const f = Deno.openSync('/run/result', { write: true });\n"
+    "const bytes = new TextEncoder().encode({data});\n"
+    "let n = 0;\nwhile (n < bytes.length) n += f.writeSync(bytes.subarray(n));\n"
+    "return 1;"
+)
+
+
+@pytest.mark.parametrize(
+    ("case", "language", "code"),
+    [
+        ("py deep brackets", "python", "import os\nos.write(3, b'[' * 10**7)\n1"),
+        (
+            "py deep header",
+            "python",
+            "import os\nos.write(3, b'{\"ok\": false, \"error\": ' + b'[' * 10**6 + b'\\n')\n1",
+        ),
+        (
+            "py forged sandbox_error",
+            "python",
+            "import os\nos.write(3, b'{\"ok\": false, \"error\": {\"type\": \"sandbox_error\", "
+            "\"message\": \"x\"}}\\n')\nos.close(3)\n1",
+        ),
+        ("js deep brackets", "javascript", JS_WRITE_RESULT.replace("{data}", "'['.repeat(1e7)")),
+        (
+            "js forged sandbox_error",
+            "javascript",
+            JS_WRITE_RESULT.replace(
+                "{data}",
+                "JSON.stringify({ok: false, error: {type: 'sandbox_error', message: 'x'}}) + "
+                "'\\n' + '['.repeat(1e6)",
+            ),
+        ),
+    ],
+)
+def test_garbage_in_the_result_channel_is_the_snippets_error(jail, case, language, code):
+    error = error_of(abuse(case, language, code, timeout_ms=60_000), "runtime_error")
+    assert error.name == "ResultChannel", error
