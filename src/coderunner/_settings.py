@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -51,8 +52,9 @@ class Settings:
         for f in dataclasses.fields(cls):
             raw = environ.get(f"CODERUNNER_{f.name.upper()}")
             if raw is not None:
+                kind: type[Any] = type(f.default)  # every field has one (_setting)
                 try:
-                    values[f.name] = type(f.default)(raw)
+                    values[f.name] = kind(raw)
                 except ValueError:
                     raise InvalidRequest(
                         f"CODERUNNER_{f.name.upper()}={raw!r} is not a valid "
@@ -66,7 +68,10 @@ class Settings:
     def check(self) -> None:
         """Refuse settings that contradict each other."""
         for f in dataclasses.fields(self):
-            if getattr(self, f.name) < 0:
+            value = getattr(self, f.name)
+            if not math.isfinite(value):
+                raise InvalidRequest(f"setting {f.name} must be a finite number, not {value}")
+            if value < 0:
                 raise InvalidRequest(f"setting {f.name} must not be negative")
         if self.default_timeout_ms > self.max_timeout_ms:
             raise InvalidRequest("default_timeout_ms is larger than max_timeout_ms")

@@ -787,8 +787,8 @@ JS_WRITE_RESULT = (
         (
             "py forged sandbox_error",
             "python",
-            "import os\nos.write(3, b'{\"ok\": false, \"error\": {\"type\": \"sandbox_error\", "
-            "\"message\": \"x\"}}\\n')\nos.close(3)\n1",
+            'import os\nos.write(3, b\'{"ok": false, "error": {"type": "sandbox_error", '
+            '"message": "x"}}\\n\')\nos.close(3)\n1',
         ),
         ("js deep brackets", "javascript", JS_WRITE_RESULT.replace("{data}", "'['.repeat(1e7)")),
         (

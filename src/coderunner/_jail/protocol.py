@@ -245,14 +245,20 @@ MAX_HEADER_BYTES = 4 * 1024 * 1024
 _ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 
 
-def _loads(data: bytes) -> Any:
-    """json.loads that only ever raises ValueError.
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
-    Its C decoder counts nesting against the recursion limit and raises RecursionError
-    (cleanly) on deeper input, e.g. ``[[[[...`` that a snippet wrote into the channel.
+
+def _loads(data: bytes) -> Any:
+    """Strict JSON from UTF-8 bytes; only ever raises ValueError.
+
+    Strict: invalid UTF-8 (lone surrogates written as raw bytes included) and the
+    NaN/Infinity extensions are refused.  The C decoder counts nesting against the
+    recursion limit and raises RecursionError (cleanly) on deeper input, e.g. ``[[[[...``
+    that a snippet wrote into the channel.
     """
     try:
-        return _json_loads(data)
+        return _json_loads(data.decode("utf-8"), parse_constant=_refuse_constant)
     except (RecursionError, MemoryError) as exc:
         raise ValueError(f"it cannot be decoded: {type(exc).__name__}") from None
 
@@ -261,6 +267,7 @@ def lone_surrogate_path(value: Any, path: str = "result") -> str | None:
     """The path of the first string (or key) holding a lone surrogate, else None.
 
     Such a string is not Unicode text: no UTF-8 encoder (HTTP, the CLI, MCP) can send it.
+    Paths are written as the runners write them (``result.a[1]["b c"]``).
     """
     stack: list[tuple[Any, str]] = [(value, path)]
     while stack:
@@ -269,13 +276,24 @@ def lone_surrogate_path(value: Any, path: str = "result") -> str | None:
             if not node.isascii() and not _is_utf8(node):
                 return where
         elif isinstance(node, list):
-            stack.extend((item, f"{where}[{i}]") for i, item in enumerate(node))
+            stack.extend(reversed([(item, f"{where}[{i}]") for i, item in enumerate(node)]))
         elif isinstance(node, dict):
+            children = []
             for key, item in node.items():
-                if not _is_utf8(key):
-                    return f"{where} (a key)"
-                stack.append((item, f"{where}.{key}"))
+                if isinstance(key, str) and not _is_utf8(key):
+                    return f"{child_path(where, key)} (a key)"
+                children.append((item, child_path(where, key)))
+            stack.extend(reversed(children))
     return None
+
+
+def child_path(path: str, key: Any) -> str:
+    """The path of `key` below `path`: ``.name`` for identifiers, else ``["any key"]``."""
+    if isinstance(key, int) and not isinstance(key, bool):
+        return f"{path}[{key}]"
+    if isinstance(key, str) and key.isidentifier():
+        return f"{path}.{key}"
+    return f"{path}[{_json_dumps(key) if isinstance(key, str) else repr(key)}]"
 
 
 def _is_utf8(text: str) -> bool:
@@ -286,14 +304,14 @@ def _is_utf8(text: str) -> bool:
     return True
 
 
-def clean_text(text: Any) -> str | None:
-    """A string safe to send anywhere: lone surrogates become U+FFFD."""
-    if text is None:
+def clean_text(value: Any) -> str | None:
+    """A string safe to send anywhere: each lone surrogate becomes one U+FFFD."""
+    if value is None:
         return None
-    text = str(text)
+    text = str(value)
     if text.isascii() or _is_utf8(text):
         return text
-    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 def decode_frame(data: bytes) -> Frame:
@@ -318,7 +336,8 @@ def decode_frame(data: bytes) -> Frame:
                 return Frame(error=lone_surrogate_error(where))
         return Frame(ok=True, value=value)
     error = header.get("error")
-    if not isinstance(error, dict) or error.get("type") not in RUNNER_ERROR_TYPES:
+    kind = error.get("type") if isinstance(error, dict) else None
+    if not isinstance(error, dict) or not isinstance(kind, str) or kind not in RUNNER_ERROR_TYPES:
         return Frame(garbage="the header's error is not one a runner reports")
     line = error.get("line")
     return Frame(
@@ -334,9 +353,10 @@ def decode_frame(data: bytes) -> Frame:
 
 def lone_surrogate_error(where: str) -> dict[str, Any]:
     """The serialization_error of a result holding a lone surrogate at `where`."""
-    return failure(
+    error: dict[str, Any] = failure(
         "serialization_error",
         f"{where} is a string with a lone surrogate, which is not Unicode text and cannot "
         "be sent as JSON: remove it, or return the text encoded (e.g. as base64)",
         name="str",
     )["error"]
+    return error

@@ -39,6 +39,8 @@ import unicodedata
 import urllib.parse
 import uuid
 import zoneinfo
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn
 
 try:
     from . import protocol  # as coderunner._jail.python_runner (tests, type checking)
@@ -92,15 +94,12 @@ _HINTS = [
 ]
 
 
-def _child_path(path: str, key: object) -> str:
-    if isinstance(key, int):
-        return f"{path}[{key}]"
-    if isinstance(key, str) and key.isidentifier():
-        return f"{path}.{key}"
-    return f"{path}[{_dumps(key) if isinstance(key, str) else repr(key)}]"
+_child_path = protocol.child_path
 
 
-def check_json(value: object, path: str = "result", depth: int = 0, seen: tuple = ()) -> None:
+def check_json(
+    value: object, path: str = "result", depth: int = 0, seen: tuple[int, ...] = ()
+) -> None:
     """Raise SerializationProblem for anything json.dumps would refuse, drop or alter."""
     if value is None or isinstance(value, (bool, int, str)):
         return
@@ -121,7 +120,7 @@ def check_json(value: object, path: str = "result", depth: int = 0, seen: tuple 
             )
         seen = (*seen, id(value))
         if isinstance(value, dict):
-            json_keys: dict = {}
+            json_keys: dict[str, object] = {}
             for key in value:
                 if not isinstance(key, (str, int, float, bool)) and key is not None:
                     continue  # refused with its own message below
@@ -165,7 +164,7 @@ def _filter_frames(te: traceback.TracebackException) -> None:
         te = te.__cause__ or te.__context__  # type: ignore[assignment]
 
 
-def error_from_exception(exc: BaseException, code_lines: int) -> dict:
+def error_from_exception(exc: BaseException, code_lines: int) -> dict[str, Any]:
     tb = exc.__traceback__
     line = None
     while tb is not None:
@@ -192,22 +191,25 @@ def compile_snippet(code: str) -> types.CodeType:
         assign = ast.Assign(targets=[ast.Name(_RESULT_NAME, ast.Store())], value=last.value)
         tree.body[-1] = ast.copy_location(assign, last)
         ast.fix_missing_locations(tree)
-    return compile(tree, SNIPPET, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
+    code_type: types.CodeType = compile(
+        tree, SNIPPET, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True
+    )
+    return code_type
 
 
 class InputProblem(Exception):
     pass
 
 
-def bind_inputs(main: object, inputs: dict) -> tuple[list, dict]:
+def bind_inputs(main: object, inputs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
     """Bind inputs to main's parameters by name; defaults apply; **kwargs takes the rest."""
     try:
         signature = inspect.signature(main)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return [], dict(inputs)
-    args: list = []
-    kwargs: dict = {}
-    used: set = set()
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    used: set[str] = set()
     var_kw = False
     missing = []
     for p in signature.parameters.values():
@@ -242,7 +244,7 @@ def _run_awaitable(value: object) -> object:
     return value
 
 
-async def _await(value):  # type: ignore[no-untyped-def]
+async def _await(value: Awaitable[object]) -> object:
     return await value
 
 
@@ -257,7 +259,7 @@ ExitCalled.__name__ = ExitCalled.__qualname__ = "SystemExit"
 ExitCalled.__module__ = "builtins"
 
 
-def _guard_os_exit() -> object:
+def _guard_os_exit() -> Callable[..., NoReturn]:  # os._exit: (status: int) -> NoReturn
     """Make os._exit in this process raise (it would end the runner without a result).
 
     A forked child of the snippet still exits for real.  Returns the real os._exit.
@@ -265,7 +267,7 @@ def _guard_os_exit() -> object:
     real_exit = os._exit
     runner_pid = os.getpid()
 
-    def _exit(status: int) -> None:
+    def _exit(status: int) -> NoReturn:
         if os.getpid() == runner_pid:
             raise ExitCalled(status)
         real_exit(status)
@@ -289,7 +291,7 @@ def _refuse_program_starts_clearly() -> None:
             setattr(os, name, refuse)
 
 
-def run_snippet(code: str, inputs: dict) -> dict:
+def run_snippet(code: str, inputs: dict[str, Any]) -> dict[str, Any]:
     """Run one snippet; returns the header dict (and sets 'body' when ok)."""
     runner_pid = os.getpid()
     real_exit = _guard_os_exit()
@@ -312,7 +314,7 @@ def run_snippet(code: str, inputs: dict) -> dict:
 failure = protocol.failure
 
 
-def _run_snippet(code: str, inputs: dict) -> dict:
+def _run_snippet(code: str, inputs: dict[str, Any]) -> dict[str, Any]:
     linecache.cache[SNIPPET] = (len(code), None, code.splitlines(True), SNIPPET)
     try:
         compiled = compile_snippet(code)
