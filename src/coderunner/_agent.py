@@ -63,7 +63,7 @@ class AgentRequest(BaseModel):
 
     goal: str = Field(min_length=1, max_length=20_000, description="What the snippet must do.")
     language: Language
-    inputs: Inputs
+    inputs: Inputs = Field(default_factory=dict)
     output_schema: OutputSchema = None
     max_attempts: int = Field(
         3, ge=1, le=MAX_ATTEMPTS_LIMIT, description="Snippets the model may write (1-10)."
@@ -343,7 +343,8 @@ _TAGS = {
 def fenced_code(content: str, language: Language) -> str | None:
     """The snippet in a fenced code block: one tagged with the language first, with `main`."""
     blocks = [(tag.lower(), body) for tag, body in _FENCE.findall(content) if body.strip()]
-    ranked = [b for t, b in blocks if t in _TAGS[language]] + [b for t, b in blocks if not t]
+    ranked: list[str] = [b for t, b in blocks if t in _TAGS[language]]
+    ranked += [b for t, b in blocks if not t]
     ranked = ranked or [b for _, b in blocks]
     for body in ranked:
         if "main" in body:
@@ -380,6 +381,7 @@ def read_answer(completion: Any, language: Language) -> _Answer:
         function = getattr(call, "function", None)
         if getattr(function, "name", None) != "submit_code":
             continue
+        assert function is not None  # it has the name submit_code
         try:
             args = json.loads(function.arguments)
             code = args["code"]

@@ -101,7 +101,8 @@ async def _run_process(argv: list[str], stdin: bytes) -> None:
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def _tree_rss_mb(pid: int) -> float:
@@ -209,22 +210,22 @@ async def run_benchmark(seconds: float, port: int = 0) -> dict[str, Any]:
                 ).encode()
                 os.environ.setdefault("DENO_DIR", deno_dir)
 
-                async def call(argv: list[str] = argv, program: bytes = program) -> None:
+                async def run_naive(argv: list[str] = argv, data: bytes = program) -> None:
                     process = await asyncio.create_subprocess_exec(
                         *argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                         stderr=subprocess.PIPE, env={"DENO_DIR": deno_dir, "NO_COLOR": "1"},
                     )  # fmt: skip
-                    out, err = await process.communicate(program)
+                    out, err = await process.communicate(data)
                     if json.loads(out) != EXPECTED:
                         raise RuntimeError(f"deno baseline gave {out!r} {err!r}")
 
             else:
 
-                async def call(argv: list[str] = argv, data: bytes = data) -> None:
+                async def run_naive(argv: list[str] = argv, data: bytes = data) -> None:
                     await _run_process(argv, data)
 
-            results.append(await measure(name, call, seconds, 1))
-            results.append(await measure(name + ", 8 clients", call, seconds, 8))
+            results.append(await measure(name, run_naive, seconds, 1))
+            results.append(await measure(name + ", 8 clients", run_naive, seconds, 8))
     report["results"] = [asdict(m) for m in results]
     return report
 

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from ._engine import Engine
 from ._errors import InvalidRequest, Saturated
@@ -47,7 +47,7 @@ class ToolArguments(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     code: Code
-    inputs: Inputs
+    inputs: Inputs = Field(default_factory=dict)
     timeout_ms: TimeoutMs = None
     memory_mb: MemoryMb = None
     output_schema: OutputSchema = None
@@ -174,7 +174,8 @@ def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
             return [walk(v) for v in node]
         return node
 
-    return walk(copy.deepcopy(schema))
+    inlined: dict[str, Any] = walk(copy.deepcopy(schema))
+    return inlined
 
 
 def _result_schema() -> dict[str, Any]:

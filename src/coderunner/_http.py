@@ -20,7 +20,7 @@ import hmac
 import json
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -76,7 +76,7 @@ class ErrorBody(BaseModel):
 
 
 def _error_response(
-    status: int, kind: str, message: str, headers: dict[str, str] | None = None
+    status: int, kind: str, message: str, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
     return JSONResponse(error_body(kind, message), status_code=status, headers=headers)
 
@@ -198,7 +198,8 @@ class _Guard:
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope["headers"]:
+    headers: Iterable[tuple[bytes, bytes]] = scope["headers"]
+    for key, value in headers:
         if key == name:
             return value
     return None

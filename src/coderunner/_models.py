@@ -10,10 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field
 MIN_MEMORY_MB = 32  # below this V8 cannot even start
 
 # The request fields every surface shares (executions, tools, Agent Mode), declared once.
+# Inputs' default is on each field (`= Field(default_factory=dict)`): type checkers see a
+# default only there, not inside Annotated.
 Code = Annotated[str, Field(description="The snippet's source.")]
 Inputs = Annotated[
-    dict[str, Any],
-    Field(default_factory=dict, description="Named inputs, bound to main's parameters by name."),
+    dict[str, Any], Field(description="Named inputs, bound to main's parameters by name.")
 ]
 TimeoutMs = Annotated[
     int | None, Field(ge=1, description="Wall-clock limit in milliseconds (server default).")
@@ -87,7 +88,7 @@ class ExecutionRequest(BaseModel):
 
     language: Language
     code: Code
-    inputs: Inputs
+    inputs: Inputs = Field(default_factory=dict)
     timeout_ms: TimeoutMs = None
     memory_mb: MemoryMb = None
     output_schema: OutputSchema = None

@@ -42,10 +42,15 @@ SERVER_LOST = -(1 << 16)
 _UCRED = struct.Struct("3i")  # struct ucred {pid, uid, gid}
 
 
+def _wake(ready: asyncio.Future[None]) -> None:
+    if not ready.done():
+        ready.set_result(None)
+
+
 async def _readable(sock: socket.socket) -> None:
     loop = asyncio.get_running_loop()
     ready = loop.create_future()
-    loop.add_reader(sock.fileno(), lambda: ready.done() or ready.set_result(None))
+    loop.add_reader(sock.fileno(), _wake, ready)
     try:
         await ready
     finally:
@@ -311,7 +316,7 @@ class ForkedWorker(JailedProcess):
 async def _writable(fd: int) -> None:
     loop = asyncio.get_running_loop()
     ready = loop.create_future()
-    loop.add_writer(fd, lambda: ready.done() or ready.set_result(None))
+    loop.add_writer(fd, _wake, ready)
     try:
         await ready
     finally:
