@@ -18,6 +18,7 @@ status = dict(
     "seccomp": status["Seccomp"].strip(),
     "no_new_privs": status["NoNewPrivs"].strip(),
     "cap_eff": status["CapEff"].strip(),
+    "cap_bnd": status["CapBnd"].strip(),
     "net": sorted(os.listdir("/sys/class/net")) if os.path.exists("/sys/class/net") else [],
     "host_root_visible": os.path.exists("/work") or os.path.exists("/root/.bashrc"),
 }
@@ -32,6 +33,7 @@ def confirm_jail() -> dict:
     assert seen["seccomp"] == "2", f"seccomp filter not active: {seen}"
     assert seen["no_new_privs"] == "1", seen
     assert int(seen["cap_eff"], 16) == 0, seen
+    assert int(seen["cap_bnd"], 16) == 0, seen
     assert seen["pid"] < 10, f"not in its own pid namespace: {seen}"
     assert not seen["host_root_visible"], seen
     return seen

@@ -107,7 +107,8 @@ def test_doctor_reports_every_layer_active() -> None:
     for layer in (
         "bubblewrap", "libseccomp", "user namespace", "pid namespace", "network namespace",
         "mount namespace", "ipc namespace", "seccomp filter", "no_new_privs",
-        "capabilities dropped", "no network", "no program starts", "host files hidden",
+        "capabilities dropped", "bounding set empty", "mount tables hidden", "no network",
+        "no program starts", "host files hidden",
         "process limit", "javascript runtime",
     ):  # fmt: skip
         assert names[layer]["ok"], names[layer]

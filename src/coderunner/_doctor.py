@@ -43,6 +43,8 @@ def exec_blocked():
     "seccomp": status["Seccomp"].strip(),
     "no_new_privs": status["NoNewPrivs"].strip(),
     "cap_eff": status["CapEff"].strip(),
+    "cap_sets": {k: status[k].strip() for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")},
+    "mount_tables": sum(len(open(f"/proc/self/{n}").read()) for n in ("mountinfo", "mounts")),
     "net_blocked": net_blocked(),
     "exec_blocked": exec_blocked(),
     "host_files_visible": [p for p in paths if os.path.exists(p)],
@@ -138,7 +140,7 @@ async def _probe(settings: Settings) -> tuple[dict[str, Any] | None, str]:
         )
     if not result.ok:
         return None, result.error.message if result.error else "probe failed"
-    js_detail = f"Deno {js.result[1]}" if js.ok else f"failed: {js.error.message}"  # type: ignore[union-attr,index]
+    js_detail = f"Deno {js.result[1]}" if js.ok else f"failed: {js.error.message}"  # type: ignore[union-attr]
     return result.result, js_detail
 
 
@@ -207,6 +209,21 @@ def run_checks(settings: Settings | None = None) -> Report:
     report.add("seccomp filter", seen["seccomp"] == "2", f"Seccomp mode {seen['seccomp']}")
     report.add("no_new_privs", seen["no_new_privs"] == "1", f"NoNewPrivs {seen['no_new_privs']}")
     report.add("capabilities dropped", int(seen["cap_eff"], 16) == 0, f"CapEff {seen['cap_eff']}")
+    sets = seen["cap_sets"]
+    report.add(
+        "bounding set empty",
+        all(int(v, 16) == 0 for v in sets.values()),
+        "CapBnd, CapPrm, CapInh, CapAmb all 0"
+        if all(int(v, 16) == 0 for v in sets.values())
+        else ", ".join(f"{k} {v}" for k, v in sets.items()),
+    )
+    report.add(
+        "mount tables hidden",
+        seen["mount_tables"] == 0,
+        "/proc/self/mountinfo and mounts are empty (no host paths)"
+        if seen["mount_tables"] == 0
+        else f"{seen['mount_tables']} bytes of mount table readable",
+    )
     report.add("no network", seen["net_blocked"], "connect() fails")
     report.add("no program starts", seen["exec_blocked"], "execve() refused")
     visible = seen["host_files_visible"]

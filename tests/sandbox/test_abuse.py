@@ -13,6 +13,7 @@ import json
 import os
 import site
 import socket
+import sys
 import sysconfig
 import threading
 import time
@@ -805,3 +806,125 @@ JS_WRITE_RESULT = (
 def test_garbage_in_the_result_channel_is_the_snippets_error(jail, case, language, code):
     error = error_of(abuse(case, language, code, timeout_ms=60_000), "runtime_error")
     assert error.name == "ResultChannel", error
+
+
+# -- nothing one execution does is observable by another ------------------------------------
+
+LOCKS_BETWEEN_PROCESSES = r"""
+import fcntl, os, struct
+f = open(os.__file__, "rb")  # a read-only runtime file: the same inode in every jail
+fcntl.flock(f, fcntl.LOCK_EX)
+fcntl.fcntl(f, fcntl.F_SETLK, struct.pack("hhqqi", fcntl.F_RDLCK, 0, 0, 0, 0))
+r, w = os.pipe()
+if os.fork() == 0:  # another process, another open file: as another jail would be
+    g = open(os.__file__, "rb")
+    try:
+        fcntl.flock(g, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        seen = "flock free"
+    except BlockingIOError:
+        seen = "flock held"
+    probe = struct.pack("hhqqi", fcntl.F_WRLCK, 0, 0, 0, 0)
+    kind = struct.unpack("hhqqi", fcntl.fcntl(g, fcntl.F_GETLK, probe))[0]
+    seen += "; posix " + ("free" if kind == fcntl.F_UNLCK else "held")
+    os.write(w, seen.encode())
+    os._exit(0)
+os.wait()
+os.read(r, 100).decode()
+"""
+
+
+def test_py_file_locks_on_shared_files_signal_nothing(jail):
+    result = abuse("py lock channel", "python", LOCKS_BETWEEN_PROCESSES)
+    assert result.ok, result.error
+    assert result.result == "flock free; posix free"
+
+
+def test_py_file_locks_do_not_cross_concurrent_executions(jail):
+    holder = (
+        "import fcntl, os, time\nf = open(os.__file__, 'rb')\n"
+        "fcntl.flock(f, fcntl.LOCK_EX)\ntime.sleep(3)\n'held'"
+    )
+    prober = (
+        "import fcntl, os, time\ntime.sleep(1)\nf = open(os.__file__, 'rb')\n"
+        "fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\n'free'"
+    )
+    results: dict = {}
+    thread = threading.Thread(
+        target=lambda: results.update(holder=run_py(holder, timeout_ms=20_000))
+    )
+    thread.start()
+    results["prober"] = run_py(prober, timeout_ms=20_000)
+    thread.join()
+    assert results["holder"].ok, results["holder"].error
+    assert results["prober"].ok and results["prober"].result == "free", results["prober"].error
+
+
+def test_py_locking_own_tmp_files_still_works(jail):
+    code = (
+        "import sqlite3\ndb = sqlite3.connect('/tmp/app.db')\n"
+        "db.execute('create table t (x)')\n"
+        "db.executemany('insert into t values (?)', [(i,) for i in range(100)])\n"
+        "db.commit()\nother = sqlite3.connect('/tmp/app.db')\n"
+        "other.execute('select sum(x) from t').fetchone()[0]"
+    )
+    result = abuse("py sqlite in /tmp", "python", code)
+    assert result.ok and result.result == 4950, result.error
+
+
+@pytest.mark.parametrize(
+    ("case", "code"),
+    [
+        (
+            "py lease",
+            "import fcntl, os\nf = open(os.__file__, 'rb')\nfcntl.fcntl(f, 1024, fcntl.F_RDLCK)",
+        ),
+        (
+            "py dnotify",
+            "import fcntl, os\nd = os.open('/usr', os.O_RDONLY)\nfcntl.fcntl(d, 1026, 1)",
+        ),
+        (
+            "py inotify",
+            "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+            "fd = libc.inotify_init1(0)\n"
+            "if fd < 0:\n    raise OSError(ctypes.get_errno(), 'inotify_init1 refused')\nfd",
+        ),
+    ],
+)
+def test_py_watching_shared_files_is_refused(jail, case, code):
+    error = error_of(abuse(case, "python", code), "runtime_error")
+    assert "Operation not permitted" in error.message or "refused" in error.message, error
+
+
+def test_py_mount_tables_show_no_host_path(jail):
+    code = r"""
+import os, threading
+threading.Thread(target=__import__("time").sleep, args=(0.5,)).start()
+texts = [open(f"/proc/self/{n}").read() for n in ("mountinfo", "mounts", "mountstats")]
+for tid in os.listdir("/proc/self/task"):
+    texts.append(open(f"/proc/self/task/{tid}/mountinfo").read())
+texts.append(open("/proc/self/root/proc/self/mountinfo").read())
+"\n".join(texts)
+"""
+    result = abuse("py mountinfo", "python", code)
+    assert result.ok, result.error
+    for host_path in (str(PROJECT), sys.base_prefix, os.path.realpath(sys.base_prefix), "/tmp/"):
+        assert host_path not in result.result, host_path
+    assert result.result.strip() == ""
+
+
+def test_js_mount_tables_are_not_readable(jail):
+    result = abuse(
+        "js mountinfo", "javascript", "return Deno.readTextFileSync('/proc/self/mountinfo');"
+    )
+    assert "no file access" in error_of(result, "runtime_error").message
+
+
+def test_py_no_capability_anywhere_not_even_in_the_bounding_set(jail):
+    code = (
+        "st = dict(l.split(':\\t', 1) for l in open('/proc/self/status').read().splitlines()"
+        " if ':\\t' in l)\n"
+        "{k: int(st[k], 16) for k in ('CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb')}"
+    )
+    result = abuse("py capability sets", "python", code)
+    assert result.ok, result.error
+    assert result.result == dict.fromkeys(("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"), 0)

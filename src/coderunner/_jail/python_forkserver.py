@@ -27,6 +27,8 @@ MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = 4096, 8192, 1 << 14, 1 << 18
 PR_SET_DUMPABLE, PR_CAP_AMBIENT = 4, 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 CAP_SYS_ADMIN = 21
+PR_CAPBSET_DROP = 24  # the same on x86_64 and aarch64
+EINVAL = 22
 
 libc = ctypes.CDLL(None, use_errno=True)
 
@@ -57,6 +59,18 @@ def set_capabilities(keep: int) -> None:
     data[0].effective = data[0].permitted = keep & 0xFFFFFFFF
     data[1].effective = data[1].permitted = keep >> 32
     check(libc.capset(ctypes.byref(header), data), "capset")
+
+
+def empty_bounding_set() -> None:
+    """Drop every capability from the bounding set (needs CAP_SETPCAP, which bwrap gave).
+
+    Inherited by every child: none can ever regain a capability, whatever else fails.
+    """
+    for cap in range(64):
+        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            if ctypes.get_errno() == EINVAL and cap > 0:  # past the kernel's last capability
+                return
+            check(-1, f"drop capability {cap} from the bounding set")
 
 
 def load_filter(program: bytes) -> None:
@@ -102,6 +116,20 @@ def become_execution(
     os.mkdir("/proc/self")
     check(libc.mount(b"/tmp/.self", b"/proc/self", None, MS_MOVE, None), "move /proc/self")
     os.rmdir("/tmp/.self")
+    # The mount tables name the host paths behind every bind (the checkout, the
+    # interpreter's install, the service's temporary files): empty files over them, and
+    # an empty task/ (each thread's folder holds its own copy).  Not MS_NODEV on the
+    # remount: /dev/null would then read as EACCES.
+    for name in (b"mountinfo", b"mounts", b"mountstats"):
+        table = b"/proc/self/" + name
+        check(libc.mount(b"/dev/null", table, None, MS_BIND, None), f"hide {name!r}")
+        flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC
+        check(libc.mount(None, table, None, flags, None), f"read-only {name!r}")
+    check(
+        libc.mount(b"tmpfs", b"/proc/self/task", b"tmpfs",
+                   MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, b"size=4k,mode=555"),
+        "hide /proc/self/task",
+    )  # fmt: skip
     check(
         libc.mount(None, b"/proc", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
                    None),
@@ -143,7 +171,9 @@ def clone_into_namespaces() -> int:
     if SYS_CLONE is None:  # an architecture we have no number for: unshare + fork
         raise OSError(0, "unsupported architecture")
     ctypes.pythonapi.PyOS_BeforeFork()
-    pid = _pyapi.syscall(ctypes.c_long(SYS_CLONE), ctypes.c_ulong(flags), None, None, None, None)
+    pid: int = _pyapi.syscall(
+        ctypes.c_long(SYS_CLONE), ctypes.c_ulong(flags), None, None, None, None
+    )
     if pid == 0:
         ctypes.pythonapi.PyOS_AfterFork_Child()
     else:
@@ -193,13 +223,15 @@ WARM_UP = "import json\ndef main(numbers):\n    return {'sum': sum(numbers)}\n"
 
 def main() -> None:
     config = protocol.ForkServerConfig.decode(sys.argv[1])
+    # First, while it holds CAP_SETPCAP: an empty bounding set for itself and every child.
+    empty_bounding_set()
+    set_capabilities(1 << CAP_SYS_ADMIN)  # CAP_SETPCAP leaves the permitted set for good
     runner.run_snippet(WARM_UP, {"numbers": [1, 2, 3]})
     # Objects that exist now are never collected: the collector will not walk (and so
     # copy) the server's pages in every child.
     gc.freeze()
     with open(protocol.CHILD_FILTER, "rb") as f:
         child_filter = f.read()
-    set_capabilities(1 << CAP_SYS_ADMIN)
     control = socket.socket(fileno=config.control_fd)
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)

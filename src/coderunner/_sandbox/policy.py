@@ -80,6 +80,11 @@ DENIED_SYSCALLS: tuple[str, ...] = (
     "nfsservctl",
     "sethostname",
     "setdomainname",
+    # watching files: the runtime files are the same inodes in every jail, so a watch
+    # would see another execution open or read them (a covert channel)
+    "inotify_init",
+    "inotify_init1",
+    "inotify_add_watch",
 )
 
 # clone3 takes its flags in a struct the filter cannot read, so it answers ENOSYS and
@@ -94,6 +99,21 @@ ALLOWED_SOCKET_FAMILIES: tuple[int, ...] = (1,)  # AF_UNIX
 # before its job).  bubblewrap itself must exec a runtime, so the jail's filter allows
 # them; for JavaScript, Deno's permissions refuse them and nothing else is mounted.
 EXEC_SYSCALLS: tuple[str, ...] = ("execve", "execveat")
+
+# File locks.  A lock is a state of the inode, and the read-only runtime files are the
+# same inodes in every jail: a lock one execution takes on, say, os.py could be seen by
+# another (a covert channel).  Taking a lock therefore succeeds and does nothing, in every
+# jail; testing for one (F_GETLK) stays real, and truthfully finds none.  Everything a
+# snippet can write is private to its execution, so nothing else contends for its locks.
+# What this gives up: locks between processes or threads of ONE execution exclude
+# nothing (sqlite3 with several writing processes should use `?vfs=unix-dotfile`).
+F_SETLK, F_SETLKW, F_OFD_SETLK, F_OFD_SETLKW = 6, 7, 37, 38
+NO_OP_SYSCALLS: tuple[str, ...] = ("flock",)
+NO_OP_FCNTL_COMMANDS: tuple[int, ...] = (F_SETLK, F_SETLKW, F_OFD_SETLK, F_OFD_SETLKW)
+# Leases block another execution's open() of a shared file (for up to 45 s), and
+# directory notifications signal its reads: both refused.
+F_SETLEASE, F_NOTIFY = 1024, 1026
+DENIED_FCNTL_COMMANDS: tuple[int, ...] = (F_SETLEASE, F_NOTIFY)
 
 # Also refused in Python fork-server children: no Unix-socket rendezvous with a sibling
 # (they share the fork server's jail, and so its abstract socket namespace).
@@ -129,7 +149,9 @@ class Relaxation:
 # drops every capability and loads the full child filter before it reads its job.
 ALLOW_NAMESPACE_SETUP = Relaxation(
     why="the Python fork server gives each child fresh namespaces and its own /tmp",
-    capabilities=("CAP_SYS_ADMIN",),
+    # CAP_SETPCAP only to empty its bounding set (bwrap puts the added capabilities in
+    # it), first thing, before anything else runs; it then gives CAP_SETPCAP up for good.
+    capabilities=("CAP_SYS_ADMIN", "CAP_SETPCAP"),
     syscalls=("unshare", "mount", "umount2"),
     clone_flags=(protocol.CLONE_NEWNS, protocol.CLONE_NEWIPC, protocol.CLONE_NEWPID),
 )

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import errno
 import tempfile
+from typing import Any
 
 from .._errors import SandboxUnavailable
 from .._jail.protocol import CLONE_NEW_FLAGS
 from .policy import (
     ALLOWED_SOCKET_FAMILIES,
+    DENIED_FCNTL_COMMANDS,
     ENOSYS_SYSCALLS,
     EXEC_SYSCALLS,
+    NO_OP_FCNTL_COMMANDS,
+    NO_OP_SYSCALLS,
     RENDEZVOUS_SYSCALLS,
     Relaxation,
     SandboxPolicy,
 )
 
 
-def _load_library():  # type: ignore[no-untyped-def]
+def _load_library() -> Any:  # pyseccomp is untyped
     try:
         import pyseccomp
     except Exception as exc:  # libseccomp.so.2 missing
@@ -60,6 +64,16 @@ def _jail_rules(sc, policy: SandboxPolicy, relaxation: Relaxation | None = None)
         filt.add_rule(sc.ERRNO(errno.EAFNOSUPPORT), name, *rule_args)
     # TIOCSTI would push keystrokes into a terminal; there is none, but refuse anyway.
     filt.add_rule(sc.ERRNO(errno.EPERM), "ioctl", sc.Arg(1, sc.MASKED_EQ, 0xFFFFFFFF, 0x5412))
+    # Locks succeed and do nothing; leases and notifications are refused (see policy.py).
+    # The kernel reads fcntl's command as 32 bits: compare those only (MASKED_EQ), or a
+    # command with high bits set would pass a plain EQ and still be obeyed.
+    for name in NO_OP_SYSCALLS:
+        filt.add_rule(sc.ERRNO(0), name)
+    for command in NO_OP_FCNTL_COMMANDS:
+        filt.add_rule(sc.ERRNO(0), "fcntl", sc.Arg(1, sc.MASKED_EQ, 0xFFFFFFFF, command))
+    for command in DENIED_FCNTL_COMMANDS:
+        rule = sc.Arg(1, sc.MASKED_EQ, 0xFFFFFFFF, command)
+        filt.add_rule(sc.ERRNO(errno.EPERM), "fcntl", rule)
     return filt
 
 
