@@ -212,6 +212,7 @@ class ForkedWorker(JailedProcess):
     """One pre-forked child of a fork server, isolated and waiting for its job."""
 
     own_threads = 2  # a snippet's own threads count; the runner itself starts none
+    rlimit_descendants = False  # the child is the whole execution: nothing below it yet
 
     def __init__(
         self,
