@@ -55,13 +55,15 @@ class ServerProcess:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._log = tempfile.NamedTemporaryFile(prefix="coderunner-serve-", suffix=".log")
+        # A library and history of its own, unless the test shares one on purpose.
+        self._data = tempfile.TemporaryDirectory(prefix="coderunner-data-")
         argv = [CODERUNNER, "serve", "--host", "127.0.0.1", "--port", str(self.port), *flags]
         self.process = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, "CODERUNNER_DATA_DIR": self._data.name, **(env or {})},
         )
 
     @property
@@ -106,6 +108,7 @@ class ServerProcess:
     def close(self) -> None:
         self.stop()
         self._log.close()
+        self._data.cleanup()
 
     def signal(self, sig: signal.Signals) -> None:
         self.process.send_signal(sig)

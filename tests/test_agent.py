@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.error
@@ -419,6 +420,8 @@ def llm_env(fake: FakeLLM) -> dict[str, str]:
         CODERUNNER_LLM_BASE_URL=fake.base_url,
         CODERUNNER_LLM_API_KEY=fake.api_key,
         CODERUNNER_LLM_MODEL="fake-model",
+        # A library of its own, never the machine's default data directory.
+        CODERUNNER_DATA_DIR=tempfile.mkdtemp(prefix="coderunner-agent-"),
     )
     return env
 
@@ -504,3 +507,63 @@ def test_http_agent_then_direct_mode():
              "output_schema": SCHEMA},
         )  # fmt: skip
         assert status == 200 and rerun["ok"] and rerun["result"] == answer["result"]
+
+
+def test_http_agent_save_as_promotes_the_helper_to_a_library_step():
+    script = [tool_call(GOOD[PY])]
+    with FakeLLM(script) as fake, server(llm_env(fake)) as url:
+        status, answer = post(
+            url + "/v1/agent",
+            {"goal": GOAL, "language": "python", "inputs": INPUTS, "output_schema": SCHEMA,
+             "save_as": "order-totals"},
+        )  # fmt: skip
+        assert status == 200 and answer["ok"], answer
+        assert answer["saved"] == {"name": "order-totals", "version": 1}
+        with urllib.request.urlopen(url + "/v1/snippets/order-totals", timeout=30) as r:
+            snippet = json.loads(r.read())
+        assert snippet["description"] == GOAL and snippet["code"] == answer["code"]
+        assert snippet["output_schema"] == SCHEMA
+        assert snippet["examples"] == [
+            {"name": "agent run", "inputs": INPUTS, "expected": answer["result"]}
+        ]
+        status, run = post(url + "/v1/snippets/order-totals/run", {"inputs": INPUTS})
+        assert status == 200 and run["result"] == EXPECTED
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_secrets_reach_the_snippet_but_never_the_model(language):
+    secret = "whsec-a1b2c3d4e5f6"
+    code = {
+        PY: "import hmac, hashlib\ndef main(body, key):\n"
+        "    print('signing with', key)\n"
+        "    return {'sig': hmac.new(key.encode(), body.encode(), hashlib.sha256).hexdigest()}",
+        JS: "async function main(body, key) {\n  console.log('signing with ' + key);\n"
+        "  const k = await crypto.subtle.importKey('raw', new TextEncoder().encode(key),"
+        " {name: 'HMAC', hash: 'SHA-256'}, false, ['sign']);\n"
+        "  const s = await crypto.subtle.sign('HMAC', k, new TextEncoder().encode(body));\n"
+        "  return {sig: [...new Uint8Array(s)].map(b => b.toString(16).padStart(2, '0'))"
+        ".join('')};\n}",
+    }[language]
+    expected = __import__("hmac").new(secret.encode(), b"hello", "sha256").hexdigest()
+    script = [tool_call(code, language)]
+    with FakeLLM(script) as fake:
+        answer = asyncio.run(
+            _agent_once(
+                AgentRequest(
+                    goal="sign the body with the key", language=language,
+                    inputs={"body": "hello"}, secrets={"key": secret},
+                ),
+                LLMConfig(base_url=fake.base_url, api_key=fake.api_key, model="fake-model"),
+            )
+        )  # fmt: skip
+        sent = json.dumps([r["body"] for r in fake.requests])
+    assert answer.ok and answer.result == {"sig": expected}, answer
+    assert secret not in sent and "`key`" in sent
+    assert secret not in answer.model_dump_json()
+    assert "***" in answer.attempts[0].outcome.stdout
+
+
+async def _agent_once(request: AgentRequest, llm: LLMConfig) -> AgentResult:
+    settings = Settings.from_env(python_pool_size=1, javascript_pool_size=1)
+    async with Engine(settings, warm=(request.language,)) as engine:
+        return await run_agent(engine, request, llm)

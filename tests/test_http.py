@@ -177,6 +177,7 @@ def test_get_tools_are_llm_function_definitions(client: httpx.Client) -> None:
             "timeout_ms",
             "memory_mb",
             "output_schema",
+            "secrets",
         }
         assert "$ref" not in json.dumps(tool["output_schema"])  # self-contained for an LLM
         description = tool["description"].lower()

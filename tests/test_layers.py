@@ -35,17 +35,33 @@ RANKS: dict[str, float] = {
     "_runtimes": 2,
     "_runtimes.python": 2,
     "_runtimes.javascript": 2,
+    # The library's storage: data only (_models, _errors, _settings) and its own modules.
+    # Alembic loads env.py and the revisions as files (not as package modules), so they
+    # import the package absolutely; they rank with the tables they build.
+    "_store.tables": 2.5,
+    "_store.migrations.env": 2.55,
+    "_store.migrations.versions.0001_initial": 2.55,
+    "_store.migrations.versions.0002_executions_by_snippet": 2.55,
+    "_store.store": 2.6,
+    "_store.history": 2.7,
+    "_store": 2.8,  # _store/__init__.py re-exports store and history
     "_pool": 3,
     "_engine": 3.1,
     "_api": 3.2,
     "_agent": 4,
     "_doctor": 4,
     "_bench": 4,
+    "_inspect": 4,
+    "_library": 4.5,
     "_frontend": 5,
     "_metrics": 5.1,
+    "_http_errors": 5.15,
     "_mcp": 5.2,
+    "_http_library": 5.25,
     "_http": 5.3,
     "_launch": 5.4,
+    "_cli_common": 5.42,
+    "_cli_snippets": 5.45,
     "_cli": 5.5,
     "": 6,  # coderunner/__init__.py
     "__main__": 6.1,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -37,15 +38,17 @@ async def http_client(server: ServerProcess, mode: str) -> AsyncIterator[Client]
             yield client
 
 
-def stdio_client(mode: str) -> Client:
-    params = StdioServerParameters(command=CODERUNNER, args=["mcp", *SMALL_POOLS])
+def stdio_client(mode: str, data_dir: str | None = None) -> Client:
+    # A library of its own (the SDK passes a minimal environment, HOME included).
+    env = {"CODERUNNER_DATA_DIR": data_dir or tempfile.mkdtemp(prefix="coderunner-mcp-")}
+    params = StdioServerParameters(command=CODERUNNER, args=["mcp", *SMALL_POOLS], env=env)
     return Client(params, mode=mode)  # type: ignore[arg-type]
 
 
 async def exercise(client: Client) -> None:
     """List the tools, call both, and get error results back as results."""
     listed = await client.list_tools()
-    tools = {t.name: t for t in listed.tools}
+    tools = {t.name: t for t in listed.tools if t.name.startswith("execute-")}
     assert set(tools) == {"execute-python", "execute-javascript"}
     for tool in tools.values():
         assert tool.input_schema["required"] == ["code"]
@@ -55,6 +58,7 @@ async def exercise(client: Client) -> None:
             "timeout_ms",
             "memory_mb",
             "output_schema",
+            "secrets",
         }
         assert tool.output_schema is not None and tool.output_schema["type"] == "object"
         assert "standard library" in (tool.description or "")
@@ -165,3 +169,66 @@ def test_streamable_http_needs_the_api_key(server: ServerProcess) -> None:
         headers={"Accept": "application/json, text/event-stream"},
     )
     assert raw.status_code == 401
+
+
+# -- library snippets are tools of their own -----------------------------------------------
+
+NORMALIZE = (
+    "def main(phone: str) -> str:\n"
+    '    """Normalize a US phone number to E.164."""\n'
+    "    digits = ''.join(c for c in phone if c.isdigit())\n"
+    "    return '+1' + digits[-10:]\n"
+)
+SNIPPET_DESCRIPTION = "Normalize a US phone number to **E.164** (`+15550109999`)."
+
+
+async def exercise_library_tool(client: Client) -> None:
+    tools = {t.name: t for t in (await client.list_tools()).tools}
+    assert "normalize-phone" in tools, sorted(tools)
+    tool = tools["normalize-phone"]
+    assert SNIPPET_DESCRIPTION in (tool.description or "")
+    assert tool.input_schema["required"] == ["phone"]
+    assert tool.input_schema["properties"]["phone"]["type"] == "string"
+    result = await client.call_tool("normalize-phone", {"phone": "(555) 010-9999"})
+    assert result.is_error is False, result
+    assert result.structured_content["result"] == "+15550109999"
+    assert result.structured_content["snippet"]["name"] == "normalize-phone"
+    misfit = await client.call_tool("normalize-phone", {"phone": 5})
+    assert misfit.is_error is True
+    assert misfit.structured_content["error"]["type"] == "input_error"
+    with pytest.raises(MCPError):
+        await client.call_tool("no-such-snippet", {})
+
+
+def test_library_snippet_is_an_mcp_tool_over_http(server: ServerProcess) -> None:
+    with httpx.Client(base_url=server.base_url, headers=AUTH, timeout=60) as http:
+        saved = http.put(
+            "/v1/snippets/normalize-phone",
+            json={"language": "python", "code": NORMALIZE, "description": SNIPPET_DESCRIPTION},
+        )
+        assert saved.status_code in (200, 201), saved.text
+
+    async def main() -> None:
+        async with http_client(server, "auto") as client:
+            await exercise_library_tool(client)
+
+    asyncio.run(main())
+
+
+def test_library_snippet_is_an_mcp_tool_over_stdio(tmp_path) -> None:
+    import subprocess
+
+    (tmp_path / "normalize.py").write_text(NORMALIZE)
+    saved = subprocess.run(
+        [CODERUNNER, "snippets", "save", str(tmp_path / "normalize.py"), "--name",
+         "normalize-phone", "--description", SNIPPET_DESCRIPTION],
+        capture_output=True, text=True, timeout=120,
+        env={**__import__("os").environ, "CODERUNNER_DATA_DIR": str(tmp_path / "data")},
+    )  # fmt: skip
+    assert saved.returncode == 0, saved.stderr
+
+    async def main() -> None:
+        async with stdio_client("auto", str(tmp_path / "data")) as client:
+            await exercise_library_tool(client)
+
+    asyncio.run(main())

@@ -24,7 +24,22 @@ OPERATIONS = [
     ("GET", "/v1/tools"),
     ("GET", "/healthz"),
     ("GET", "/metrics"),
+    # The library and the history (fewer examples each: there are many of them).
+    ("PUT", "/v1/snippets/{name}"),
+    ("GET", "/v1/snippets"),
+    ("GET", "/v1/snippets/{name}"),
+    ("DELETE", "/v1/snippets/{name}"),
+    ("GET", "/v1/snippets/{name}/versions"),
+    ("GET", "/v1/snippets/{name}/versions/{version}"),
+    ("POST", "/v1/snippets/{name}/run"),
+    ("POST", "/v1/inspect"),
+    ("GET", "/v1/executions"),
+    ("GET", "/v1/executions/{execution_id}"),
 ]
+LIBRARY_EXAMPLES = {
+    schemathesis.GenerationMode.POSITIVE: 25,
+    schemathesis.GenerationMode.NEGATIVE: 15,
+}
 # Agent Mode answers 503 by contract when no model is configured; its own tests cover it.
 NOT_FUZZED = {("POST", "/v1/agent")}
 EXAMPLES = {schemathesis.GenerationMode.POSITIVE: 60, schemathesis.GenerationMode.NEGATIVE: 40}
@@ -53,7 +68,7 @@ CASES = [
     for method, path in OPERATIONS
     for mode in EXAMPLES
     # Operations without parameters or body have nothing to make invalid.
-    if method == "POST" or mode is schemathesis.GenerationMode.POSITIVE
+    if method in ("POST", "PUT") or "{" in path or mode is schemathesis.GenerationMode.POSITIVE
 ]
 
 
@@ -65,10 +80,11 @@ def test_no_server_errors(
     mode: schemathesis.GenerationMode,
 ) -> None:
     operation = api_schema[path][method]
+    examples = EXAMPLES if path.startswith(("/v1/execute", "/v1/tools")) else LIBRARY_EXAMPLES
 
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(
-        max_examples=EXAMPLES[mode],
+        max_examples=examples[mode],
         deadline=None,
         suppress_health_check=list(HealthCheck),
         derandomize=True,

@@ -11,8 +11,11 @@ from coderunner._errors import InvalidRequest
 from coderunner._models import MIN_MEMORY_MB, ExecutionRequest
 from coderunner._settings import ServerOptions, Settings, describe_settings
 
-FIELDS = dataclasses.fields(Settings)
+ALL_FIELDS = dataclasses.fields(Settings)
+# The numeric settings (limits, sizes); the text ones (paths, URLs) are tested apart.
+FIELDS = tuple(f for f in ALL_FIELDS if not isinstance(f.default, str))
 FIELD_NAMES = [f.name for f in FIELDS]
+TEXT_FIELDS = [f.name for f in ALL_FIELDS if isinstance(f.default, str)]
 
 
 def env_name(name: str) -> str:
@@ -24,6 +27,13 @@ def other_valid_value(f: dataclasses.Field) -> Any:
     if isinstance(f.default, float):
         return f.default + 2.5
     return f.default + 1
+
+
+def test_text_settings_are_read_as_they_are() -> None:
+    assert TEXT_FIELDS == ["data_dir", "database_url"]
+    environ = {"CODERUNNER_DATA_DIR": "/srv/cr", "CODERUNNER_DATABASE_URL": "postgresql://h/db"}
+    settings = Settings.from_env(environ)
+    assert (settings.data_dir, settings.database_url) == ("/srv/cr", "postgresql://h/db")
 
 
 def test_defaults_without_environment() -> None:
@@ -51,10 +61,13 @@ def test_every_setting_is_read_from_its_variable(f: dataclasses.Field) -> None:
 def test_all_settings_at_once() -> None:
     values = {f.name: other_valid_value(f) for f in FIELDS}
     settings = Settings.from_env({env_name(k): str(v) for k, v in values.items()})
-    assert dataclasses.asdict(settings) == values
+    numeric = {k: v for k, v in dataclasses.asdict(settings).items() if k not in TEXT_FIELDS}
+    assert numeric == values
 
 
-def test_every_field_is_an_int_or_a_float() -> None:
+def test_every_field_is_an_int_a_float_or_text() -> None:
+    for f in ALL_FIELDS:
+        assert type(f.default) in (int, float, str), f.name
     for f in FIELDS:
         assert type(f.default) in (int, float), f.name
 
@@ -321,7 +334,7 @@ def test_server_options_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPa
 
 def test_describe_settings_covers_every_field() -> None:
     described = describe_settings()
-    assert [name for name, _, _ in described] == FIELD_NAMES
+    assert [name for name, _, _ in described] == [f.name for f in ALL_FIELDS]
     defaults = Settings()
     for name, default, help_text in described:
         assert default == getattr(defaults, name), name

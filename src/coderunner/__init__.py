@@ -8,8 +8,30 @@
 from ._agent import AgentNotConfigured, AgentRequest, AgentResult, LLMConfig, run_agent
 from ._api import arun, run
 from ._engine import Engine
-from ._errors import CodeRunnerError, InvalidRequest, SandboxUnavailable, Saturated
-from ._models import ErrorDetail, ErrorType, ExecutionRequest, ExecutionResult, Language
+from ._errors import (
+    CodeRunnerError,
+    ExamplesFailed,
+    InvalidRequest,
+    NotFound,
+    SandboxUnavailable,
+    Saturated,
+    StoreUnavailable,
+)
+from ._library import Library
+from ._models import (
+    ErrorDetail,
+    ErrorType,
+    Example,
+    ExecutionRecord,
+    ExecutionRequest,
+    ExecutionResult,
+    ExecutionSummary,
+    Language,
+    Snippet,
+    SnippetRef,
+    SnippetSpec,
+    SnippetSummary,
+)
 from ._settings import Settings
 from ._version import __version__
 
@@ -21,14 +43,25 @@ __all__ = [
     "Engine",
     "ErrorDetail",
     "ErrorType",
+    "Example",
+    "ExamplesFailed",
+    "ExecutionRecord",
     "ExecutionRequest",
     "ExecutionResult",
+    "ExecutionSummary",
     "InvalidRequest",
     "LLMConfig",
     "Language",
+    "Library",
+    "NotFound",
     "SandboxUnavailable",
     "Saturated",
     "Settings",
+    "Snippet",
+    "SnippetRef",
+    "SnippetSpec",
+    "SnippetSummary",
+    "StoreUnavailable",
     "__version__",
     "arun",
     "run",

@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ._engine import Engine
+from ._engine import Engine, mask_text
 from ._errors import CodeRunnerError, Saturated
 from ._models import (
+    SNIPPET_NAME_PATTERN,
     ErrorType,
     ExecutionRequest,
     ExecutionResult,
@@ -34,6 +35,8 @@ from ._models import (
     Language,
     MemoryMb,
     OutputSchema,
+    Secrets,
+    SnippetRef,
     TimeoutMs,
 )
 
@@ -70,6 +73,13 @@ class AgentRequest(BaseModel):
     )
     timeout_ms: TimeoutMs = None
     memory_mb: MemoryMb = None
+    secrets: Secrets = Field(default_factory=dict)
+    save_as: str | None = Field(
+        None,
+        pattern=SNIPPET_NAME_PATTERN,
+        description="Store the final snippet in the library under this name: the goal as "
+        "its description, this run as its first example.",
+    )
 
 
 class AgentAttempt(BaseModel):
@@ -106,6 +116,9 @@ class AgentResult(BaseModel):
     model: str
     usage: AgentUsage = Field(default_factory=AgentUsage)
     error: str | None = Field(None, description="Why the run is not ok (null when ok).")
+    saved: SnippetRef | None = Field(
+        None, description="With save_as: the library snippet (name, version) it became."
+    )
 
 
 class AgentNotConfigured(CodeRunnerError):
@@ -255,9 +268,9 @@ def system_prompt(language: Language, timeout_ms: int, memory_mb: int) -> str:
 
 def user_prompt(request: AgentRequest, preview_chars: int) -> str:
     """The task: goal, language, each input's name, JSON type and preview, the schema."""
-    names = list(request.inputs)
+    names = list(request.inputs) + list(request.secrets)
     parts = [f"Goal: {request.goal}", f"Language: {request.language.value}"]
-    if names:
+    if request.inputs:
         lines = [
             f"- `{name}`: {json_type(value)}; preview: {preview(value, preview_chars)}"
             for name, value in request.inputs.items()
@@ -265,6 +278,13 @@ def user_prompt(request: AgentRequest, preview_chars: int) -> str:
         parts.append("Inputs (bound to main's parameters by name):\n" + "\n".join(lines))
     else:
         parts.append("Inputs: none.")
+    if request.secrets:
+        # Only the names: a secret's value never reaches the model.
+        parts.append(
+            "Secrets (bound to main's parameters by name like inputs; strings whose values "
+            "are hidden from you; never print or return them): "
+            + ", ".join(f"`{name}`" for name in request.secrets)
+        )
     parts.append("Suggested signature: " + _signature(request.language, names))
     if request.output_schema is not None:
         schema = _clip(json.dumps(request.output_schema, indent=1), _SCHEMA_CHARS)
@@ -276,7 +296,12 @@ def user_prompt(request: AgentRequest, preview_chars: int) -> str:
     return "\n\n".join(parts)
 
 
-def feedback(outcome: ExecutionResult, preview_chars: int, note: str = "") -> str:
+def feedback(
+    outcome: ExecutionResult,
+    preview_chars: int,
+    note: str = "",
+    secrets: Mapping[str, str] | None = None,
+) -> str:
     """What went wrong in a run, for the model: type, message, line, schema paths, output."""
     err = outcome.error
     if err is None:  # not reached: feedback is only sent for failed runs
@@ -299,7 +324,8 @@ def feedback(outcome: ExecutionResult, preview_chars: int, note: str = "") -> st
     if note:
         lines.append(note)
     lines.append("Fix the snippet and submit the whole corrected snippet.")
-    return "\n".join(lines)
+    # The result preview may hold a secret the snippet returned: the model never sees one.
+    return mask_text("\n".join(lines), secrets or {})
 
 
 def submit_code_tool(language: Language) -> dict[str, Any]:
@@ -493,6 +519,7 @@ async def run_agent(
         language=request.language,
         code="",
         inputs=request.inputs,
+        secrets=request.secrets,
         timeout_ms=request.timeout_ms,
         memory_mb=request.memory_mb,
         output_schema=request.output_schema,
@@ -543,7 +570,7 @@ async def run_agent(
                 note = ""
                 if reply.language != request.language.value:
                     note = f"Note: this task is in {request.language.value}, not {reply.language}."
-                text = feedback(outcome, preview_chars, note)
+                text = feedback(outcome, preview_chars, note, request.secrets)
                 messages.append(reply.message)
                 if reply.tool_call_id is not None:
                     messages.append(

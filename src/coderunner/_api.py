@@ -53,6 +53,7 @@ def _request(
     timeout_ms: int | None,
     memory_mb: int | None,
     output_schema: dict[str, Any] | None,
+    secrets: dict[str, str] | None,
 ) -> ExecutionRequest:
     return ExecutionRequest(
         language=Language(language),
@@ -61,6 +62,7 @@ def _request(
         timeout_ms=timeout_ms,
         memory_mb=memory_mb,
         output_schema=output_schema,
+        secrets=secrets or {},
     )
 
 
@@ -72,9 +74,10 @@ def run(
     timeout_ms: int | None = None,
     memory_mb: int | None = None,
     output_schema: dict[str, Any] | None = None,
+    secrets: dict[str, str] | None = None,
 ) -> ExecutionResult:
     """Run a snippet in a fresh jail and return its ExecutionResult (blocking)."""
-    request = _request(code, language, inputs, timeout_ms, memory_mb, output_schema)
+    request = _request(code, language, inputs, timeout_ms, memory_mb, output_schema, secrets)
     return _shared.submit(request).result()
 
 
@@ -86,7 +89,8 @@ async def arun(
     timeout_ms: int | None = None,
     memory_mb: int | None = None,
     output_schema: dict[str, Any] | None = None,
+    secrets: dict[str, str] | None = None,
 ) -> ExecutionResult:
     """Run a snippet in a fresh jail and return its ExecutionResult (awaitable)."""
-    request = _request(code, language, inputs, timeout_ms, memory_mb, output_schema)
+    request = _request(code, language, inputs, timeout_ms, memory_mb, output_schema, secrets)
     return await asyncio.wrap_future(_shared.submit(request))

@@ -15,65 +15,30 @@ from typing import Any
 
 import pydantic
 
-from ._errors import CodeRunnerError, InvalidRequest
+from ._cli_common import (
+    EXIT_NOT_OK,
+    EXIT_OK,
+    EXIT_USAGE,
+    EXTENSIONS,
+    Parser,
+    UsageError,
+    add_input_flags,
+    add_secret_flags,
+    add_settings_flags,
+    parse_inputs,
+    parse_secrets,
+    read_schema,
+    settings_from,
+)
+from ._cli_snippets import SNIPPET_COMMANDS, add_snippet_commands
+from ._errors import CodeRunnerError, InvalidRequest, NotFound
 from ._frontend import validation_message
 from ._models import ExecutionRequest, ExecutionResult, Language
-from ._settings import ServerOptions, Settings, describe_settings
-
-EXIT_OK, EXIT_NOT_OK, EXIT_USAGE = 0, 1, 2
-
-_EXTENSIONS = {".py": Language.PYTHON, ".js": Language.JAVASCRIPT, ".mjs": Language.JAVASCRIPT}
-
-
-class UsageError(Exception):
-    """The command line is wrong; exit 2 with this message."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message}")
-
-
-def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group(
-        "settings", "each also read from CODERUNNER_<NAME> (e.g. CODERUNNER_MAX_TIMEOUT_MS)"
-    )
-    for name, default, help_text in describe_settings():
-        group.add_argument(
-            "--" + name.replace("_", "-"),
-            dest=f"setting_{name}",
-            type=type(default),
-            metavar="N",
-            help=f"{help_text} (default: {default})",
-        )
-
-
-def _settings_from(args: argparse.Namespace) -> Settings:
-    overrides = {
-        key.removeprefix("setting_"): value
-        for key, value in vars(args).items()
-        if key.startswith("setting_")
-    }
-    return Settings.from_env(**overrides)
-
-
-def _add_input_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-i",
-        "--input",
-        action="append",
-        default=[],
-        metavar="NAME=JSON",
-        help="an input, its value as JSON (quote strings: -i name='\"Ada\"'); repeatable",
-    )
-    parser.add_argument("--inputs", metavar="FILE.json", help="a JSON object of inputs")
-    parser.add_argument("--timeout-ms", type=int, help="wall-clock limit (default 5000)")
-    parser.add_argument("--memory-mb", type=int, help="memory limit (default 256)")
-    parser.add_argument("--schema", metavar="SCHEMA.json", help="output_schema (JSON Schema)")
+from ._settings import ServerOptions, Settings
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="coderunner",
         description="Run untrusted Python and JavaScript snippets in a jail; get JSON back.",
     )
@@ -93,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[lang.value for lang in Language],
         help="default: from the file extension",
     )
-    _add_input_flags(run)
+    add_input_flags(run)
+    add_secret_flags(run)
 
     doctor = sub.add_parser(
         "doctor",
@@ -125,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="log each execution's code and inputs (DEBUG ONLY: they may hold secrets)",
     )
-    _add_settings_flags(serve)
+    add_settings_flags(serve)
 
     mcp = sub.add_parser(
         "mcp",
@@ -133,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the MCP server (tools execute-python and "
         "execute-javascript) on stdin/stdout.",
     )
-    _add_settings_flags(mcp)
+    add_settings_flags(mcp)
 
     agent = sub.add_parser(
         "agent",
@@ -146,7 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument(
         "-l", "--language", choices=[lang.value for lang in Language], default="python"
     )
-    _add_input_flags(agent)
+    add_input_flags(agent)
+    add_secret_flags(agent)
+    agent.add_argument(
+        "--save-as",
+        metavar="NAME",
+        help="store the final snippet in the library under NAME (goal as its description, "
+        "the run as its first example)",
+    )
     agent.add_argument("--max-attempts", type=int, default=3, help="default 3")
     agent.add_argument("--llm-base-url", help="env CODERUNNER_LLM_BASE_URL")
     agent.add_argument("--llm-api-key", help="env CODERUNNER_LLM_API_KEY")
@@ -160,42 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
     bench.add_argument("--json", metavar="FILE", help="also write the numbers to FILE")
     bench.add_argument("--port", type=int, default=0, help="port of the HTTP server to start")
+
+    add_snippet_commands(sub)
     return parser
-
-
-def _read_json_object(flag: str, path: str, what: str) -> dict[str, Any]:
-    try:
-        loaded = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise UsageError(f"{flag}: cannot read {path}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise UsageError(f"{flag}: {path} is not JSON: {exc}") from None
-    if not isinstance(loaded, dict):
-        raise UsageError(f"{flag}: {path} must hold {what}")
-    return loaded
-
-
-def parse_inputs(pairs: list[str], inputs_file: str | None) -> dict[str, Any]:
-    """Inputs from --inputs FILE.json, then each -i NAME=JSON on top."""
-    inputs: dict[str, Any] = {}
-    if inputs_file:
-        inputs.update(_read_json_object("--inputs", inputs_file, "a JSON object of inputs"))
-    for pair in pairs:
-        name, eq, raw = pair.partition("=")
-        if not eq or not name:
-            raise UsageError(f"-i {pair!r}: expected NAME=JSON, e.g. -i x=6")
-        try:
-            inputs[name] = json.loads(raw)
-        except ValueError:
-            raise UsageError(
-                f"-i {pair!r}: {raw!r} is not JSON; quote strings, e.g. -i {name}='\"{raw}\"'"
-            ) from None
-    return inputs
-
-
-def read_schema(path: str | None) -> dict[str, Any] | None:
-    """The JSON Schema in --schema FILE, if given."""
-    return _read_json_object("--schema", path, "a JSON Schema object") if path else None
 
 
 def _snippet(args: argparse.Namespace) -> tuple[str, Language]:
@@ -213,8 +153,8 @@ def _snippet(args: argparse.Namespace) -> tuple[str, Language]:
         suffix = Path(args.file).suffix
     if args.language:
         return code, Language(args.language)
-    if suffix in _EXTENSIONS:
-        return code, _EXTENSIONS[suffix]
+    if suffix in EXTENSIONS:
+        return code, EXTENSIONS[suffix]
     if args.code is not None or args.file == "-":
         raise UsageError("coderunner run: say which language with -l python|javascript")
     raise UsageError(
@@ -239,6 +179,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             language=language,
             code=code,
             inputs=parse_inputs(args.input, args.inputs),
+            secrets=parse_secrets(args.secret, args.secrets),
             timeout_ms=args.timeout_ms,
             memory_mb=args.memory_mb,
             output_schema=read_schema(args.schema),
@@ -264,7 +205,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from ._launch import serve
 
-    settings = _settings_from(args)
+    settings = settings_from(args)
     options = ServerOptions.from_env(host=args.host, port=args.port)
     serve(
         settings,
@@ -280,7 +221,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_mcp(args: argparse.Namespace) -> int:
     from ._mcp import run_stdio
 
-    run_stdio(_settings_from(args))
+    run_stdio(settings_from(args))
     return EXIT_OK
 
 
@@ -303,6 +244,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
             goal=args.goal,
             language=Language(args.language),
             inputs=parse_inputs(args.input, args.inputs),
+            secrets=parse_secrets(args.secret, args.secrets),
+            save_as=args.save_as,
             output_schema=read_schema(args.schema),
             max_attempts=args.max_attempts,
             timeout_ms=args.timeout_ms,
@@ -318,9 +261,14 @@ def cmd_agent(args: argparse.Namespace) -> int:
 async def _run_agent_once(settings: Settings, request: Any, llm: Any) -> Any:
     from ._agent import run_agent
     from ._engine import Engine
+    from ._library import Library
 
     async with Engine(settings, warm=(request.language,)) as engine:
-        return await run_agent(engine, request, llm)
+        answer = await run_agent(engine, request, llm)
+        if request.save_as and answer.ok:
+            async with Library(engine, settings) as library:
+                await library.save_agent_result(request, answer)
+        return answer
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -336,6 +284,7 @@ COMMANDS = {
     "mcp": cmd_mcp,
     "agent": cmd_agent,
     "bench": cmd_bench,
+    **SNIPPET_COMMANDS,
 }
 
 
@@ -351,6 +300,9 @@ def cli_logic(argv: list[str] | None = None) -> int:
     except InvalidRequest as exc:
         print(f"coderunner: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except NotFound as exc:
+        print(f"coderunner: {exc}", file=sys.stderr)
+        return EXIT_NOT_OK
     except CodeRunnerError as exc:
         print(f"coderunner: {exc}", file=sys.stderr)
         return EXIT_NOT_OK

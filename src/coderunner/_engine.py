@@ -13,6 +13,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 from ._errors import InvalidRequest, SandboxUnavailable, Saturated
@@ -162,6 +163,11 @@ class Engine:
             json.dumps(request.inputs, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise InvalidRequest(f"inputs must be JSON values: {exc}") from None
+        both = sorted(set(request.inputs) & set(request.secrets))
+        if both:
+            raise InvalidRequest(
+                f"{', '.join(both)}: given both as an input and as a secret; give each once"
+            )
         return timeout_ms, memory_mb, validator
 
     @property
@@ -203,9 +209,9 @@ class Engine:
             problems = schema_problems(validator, result.result)
             if problems:
                 result.ok = False
+                message = "the result does not match output_schema:\n" + "\n".join(problems)
                 result.error = ErrorDetail(
-                    type=ErrorType.SCHEMA_ERROR,
-                    message="the result does not match output_schema:\n" + "\n".join(problems),
+                    type=ErrorType.SCHEMA_ERROR, message=mask_text(message, request.secrets)
                 )
         result.execution_id = new_execution_id()
         outcome = "ok" if result.ok else result.error.type.value  # type: ignore[union-attr]
@@ -227,10 +233,11 @@ class Engine:
                     request, f"refusing to run: the sandbox cannot be set up ({exc})", started
                 )
             try:
-                return await worker.execute(
-                    request.code, request.inputs, timeout_ms, memory_mb,
-                    self.settings.result_limit_bytes,
+                result = await worker.execute(
+                    request.code, {**request.inputs, **request.secrets}, timeout_ms,
+                    memory_mb, self.settings.result_limit_bytes,
                 )  # fmt: skip
+                return mask_secrets(result, request.secrets)
             except WorkerLost as exc:  # the job never started: run it on another worker
                 log.warning("%s; retrying on another worker", exc)
                 await worker.kill()
@@ -291,3 +298,31 @@ class Engine:
 def new_execution_id() -> str:
     """A fresh id for one execution (logs, results and, later, history use it)."""
     return uuid.uuid4().hex
+
+
+SECRET_MASK = "***"
+
+
+def mask_text(text: str, secrets: Mapping[str, str]) -> str:
+    """`text` with the exact text of every secret replaced by ``***`` (longest first, so a
+    secret that contains another is masked whole)."""
+    for value in sorted((v for v in secrets.values() if v), key=len, reverse=True):
+        text = text.replace(value, SECRET_MASK)
+    return text
+
+
+def mask_secrets(result: ExecutionResult, secrets: Mapping[str, str]) -> ExecutionResult:
+    """Mask the secrets wherever a result shows text: stdout, stderr and the error (the
+    returned value itself is the snippet's answer and is kept as it is)."""
+    if not any(secrets.values()):
+        return result
+    result.stdout = mask_text(result.stdout, secrets)
+    result.stderr = mask_text(result.stderr, secrets)
+    if result.error is not None:
+        error = result.error
+        error.message = mask_text(error.message, secrets)
+        if error.traceback is not None:
+            error.traceback = mask_text(error.traceback, secrets)
+        if error.name is not None:
+            error.name = mask_text(error.name, secrets)
+    return result

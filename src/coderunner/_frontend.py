@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ._engine import Engine
 from ._errors import InvalidRequest, Saturated
+from ._library import Library
 from ._models import (
     MIN_MEMORY_MB,
     Code,
@@ -28,6 +29,8 @@ from ._models import (
     Language,
     MemoryMb,
     OutputSchema,
+    Secrets,
+    Snippet,
     TimeoutMs,
 )
 from ._settings import Settings
@@ -51,6 +54,7 @@ class ToolArguments(BaseModel):
     timeout_ms: TimeoutMs = None
     memory_mb: MemoryMb = None
     output_schema: OutputSchema = None
+    secrets: Secrets = Field(default_factory=dict)
 
     def request(self, language: Language) -> ExecutionRequest:
         """The ExecutionRequest these arguments make for `language`."""
@@ -219,6 +223,13 @@ def _input_schema(language: Language, settings: Settings) -> dict[str, Any]:
                 "description": "Optional JSON Schema (draft 2020-12) the result must match; "
                 "a mismatch is ok=false with error.type schema_error.",
             },
+            "secrets": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "Named secrets (API keys, signing keys), bound like inputs. "
+                "Never logged or stored; their text is masked as *** in stdout, stderr and "
+                "error.",
+            },
         },
         "required": ["code"],
         "additionalProperties": False,
@@ -289,25 +300,36 @@ def error_body(kind: str, message: str) -> dict[str, Any]:
 
 def execution_log_fields(
     surface: str,
-    request: ExecutionRequest,
+    language: Language,
     outcome: str,
     result: ExecutionResult | None,
     *,
-    log_inputs: bool,
+    snippet: str | None = None,
+    inputs: Mapping[str, Any] | None = None,
+    code: str | None = None,
 ) -> dict[str, Any]:
-    """The fields of one execution's log line; code and inputs only on request."""
+    """The fields of one execution's log line; code and inputs only when given (they are
+    given only with --log-inputs); secrets never."""
     fields: dict[str, Any] = {
         "event": "execution",
         "execution_id": result.execution_id if result else None,
         "surface": surface,
-        "language": request.language.value,
+        "language": language.value,
         "outcome": outcome,
         "duration_ms": result.duration_ms if result else None,
     }
-    if log_inputs:
-        fields["code"] = request.code
-        fields["inputs"] = request.inputs
+    if snippet is not None:
+        fields["snippet"] = snippet
+        fields["version"] = result.snippet.version if result and result.snippet else None
+    if code is not None:
+        fields["code"] = code
+    if inputs is not None:
+        fields["inputs"] = dict(inputs)
     return fields
+
+
+def _outcome(result: ExecutionResult) -> str:
+    return "ok" if result.ok or result.error is None else result.error.type.value
 
 
 async def run_tool(
@@ -316,24 +338,79 @@ async def run_tool(
     *,
     surface: str,
     log_inputs: bool = False,
+    library: Library | None = None,
 ) -> ExecutionResult:
-    """Execute one request and log its outcome; raises InvalidRequest or Saturated."""
+    """Execute one request, log it and record it in the history (with `library`);
+    raises InvalidRequest or Saturated."""
+    code = request.code if log_inputs else None
+    inputs = request.inputs if log_inputs else None
     try:
         result = await engine.execute(request)
-    except InvalidRequest:
+    except (InvalidRequest, Saturated) as exc:
+        outcome = "invalid_request" if isinstance(exc, InvalidRequest) else "saturated"
         fields = execution_log_fields(
-            surface, request, "invalid_request", None, log_inputs=log_inputs
+            surface, request.language, outcome, None, inputs=inputs, code=code
         )
         log.info("execution refused", extra={"fields": fields})
         raise
-    except Saturated:
-        fields = execution_log_fields(surface, request, "saturated", None, log_inputs=log_inputs)
-        log.warning("execution refused", extra={"fields": fields})
-        raise
-    outcome = "ok" if result.ok or result.error is None else result.error.type.value
-    fields = execution_log_fields(surface, request, outcome, result, log_inputs=log_inputs)
+    fields = execution_log_fields(
+        surface, request.language, _outcome(result), result, inputs=inputs, code=code
+    )
+    log.info("execution", extra={"fields": fields})
+    if library is not None:
+        library.record(request, result, surface=surface)
+    return result
+
+
+async def run_snippet(
+    library: Library,
+    name: str,
+    *,
+    surface: str,
+    inputs: Mapping[str, Any] | None = None,
+    secrets: Mapping[str, str] | None = None,
+    version: int | None = None,
+    timeout_ms: int | None = None,
+    memory_mb: int | None = None,
+    log_inputs: bool = False,
+) -> ExecutionResult:
+    """Run a library snippet by name and log it (the library records it); raises
+    NotFound, InvalidRequest, Saturated or StoreUnavailable."""
+    result = await library.run(
+        name,
+        inputs=inputs,
+        secrets=secrets,
+        version=version,
+        timeout_ms=timeout_ms,
+        memory_mb=memory_mb,
+        surface=surface,
+    )
+    fields = execution_log_fields(
+        surface,
+        result.language,
+        _outcome(result),
+        result,
+        snippet=name,
+        inputs=inputs if log_inputs else None,
+    )
     log.info("execution", extra={"fields": fields})
     return result
+
+
+def snippet_tool_definition(snippet: Snippet) -> dict[str, Any]:
+    """A library snippet as a tool: its arguments are the snippet's inputs."""
+    description = snippet.description.strip() or f"The library snippet {snippet.name}."
+    description += (
+        f"\n\n(Library snippet `{snippet.name}` version {snippet.version}, "
+        f"{snippet.language.value}; runs in the sandbox. The answer is an ExecutionResult: "
+        "`ok`, `result`, `error`.)"
+    )
+    return {
+        "name": snippet.name,
+        "description": description,
+        "input_schema": snippet.input_schema or {"type": "object"},
+        "output_schema": _result_schema(),
+    }
 
 
 # -- logging: JSON lines on stderr -----------------------------------------------------------

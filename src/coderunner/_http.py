@@ -20,7 +20,7 @@ import hmac
 import json
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -36,15 +36,28 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._agent import AgentNotConfigured, AgentRequest, AgentResult, LLMConfig, run_agent
 from ._engine import Engine
-from ._errors import CodeRunnerError, InvalidRequest, Saturated
+from ._errors import (
+    CodeRunnerError,
+    ExamplesFailed,
+    InvalidRequest,
+    NotFound,
+    Saturated,
+    StoreUnavailable,
+)
 from ._frontend import (
     TOOL_LANGUAGES,
     ToolArguments,
     error_body,
     run_tool,
+    snippet_tool_definition,
     tool_definitions,
     validation_message,
 )
+from ._http_errors import ERROR_RESPONSES as _ERROR_RESPONSES
+from ._http_errors import ErrorBody
+from ._http_errors import error_response as _error_response
+from ._http_library import add_library_routes
+from ._library import Library
 from ._mcp import build_server, streamable_http_manager
 from ._metrics import Metrics
 from ._models import ExecutionRequest, ExecutionResult, Language
@@ -57,45 +70,6 @@ log = logging.getLogger("coderunner.http")
 
 # Paths open without an API key: liveness, and the API's own documentation.
 OPEN_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
-
-
-# -- error bodies ----------------------------------------------------------------------
-
-
-class ErrorInfo(BaseModel):
-    """What was wrong with the request."""
-
-    type: str = Field(description="unauthorized, body_too_large, invalid_request, saturated...")
-    message: str = Field(description="A human-readable explanation, naming the field.")
-
-
-class ErrorBody(BaseModel):
-    """The body of every 4xx answer."""
-
-    error: ErrorInfo
-
-
-def _error_response(
-    status: int, kind: str, message: str, headers: Mapping[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse(error_body(kind, message), status_code=status, headers=headers)
-
-
-_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "API keys configured; the key is missing/wrong."},
-    413: {"model": ErrorBody, "description": "The body is larger than the server allows."},
-    422: {
-        "model": ErrorBody,
-        "description": "Malformed JSON or field, a limit above the server's maximum, or an "
-        "invalid output_schema.",
-    },
-    429: {
-        "model": ErrorBody,
-        "description": "Every execution slot is busy and the queue is full; retry after "
-        "the Retry-After header's seconds.",
-        "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds."}},
-    },
-}
 
 
 # -- the guard: API keys, then the body limit --------------------------------------------
@@ -251,6 +225,7 @@ def create_app(
     """
     api_keys = [k for k in api_keys if k]
     current: dict[str, Engine] = {}
+    libraries: dict[str, Library] = {}
 
     def get_engine() -> Engine:
         try:
@@ -258,8 +233,14 @@ def create_app(
         except KeyError:
             raise CodeRunnerError("the engine is not running") from None
 
+    def get_library() -> Library:
+        try:
+            return libraries["library"]
+        except KeyError:
+            raise CodeRunnerError("the library is not open") from None
+
     metrics = Metrics(lambda: current.get("engine"))
-    mcp_server = build_server(get_engine, settings, log_inputs=log_inputs)
+    mcp_server = build_server(get_engine, settings, log_inputs=log_inputs, get_library=get_library)
     mcp_manager = streamable_http_manager(mcp_server, settings, host=host)
 
     @contextlib.asynccontextmanager
@@ -268,10 +249,15 @@ def create_app(
         running = Engine(settings) if engine is None else engine
         await running.start()
         current["engine"] = running
+        library = Library(running, settings)
+        await library.start()  # a store that is down is retried on use; plain runs go on
+        libraries["library"] = library
         try:
             async with mcp_manager.run():
                 yield
         finally:
+            libraries.pop("library", None)
+            await library.aclose()
             current.pop("engine", None)
             if own:
                 await running.aclose()
@@ -289,7 +275,13 @@ def create_app(
 
     async def execute(request: ExecutionRequest) -> ExecutionResult:
         try:
-            return await run_tool(get_engine(), request, surface="http", log_inputs=log_inputs)
+            return await run_tool(
+                get_engine(),
+                request,
+                surface="http",
+                log_inputs=log_inputs,
+                library=libraries.get("library"),
+            )
         finally:
             metrics.drain()
 
@@ -327,7 +319,7 @@ def create_app(
             operation_id=f"tool_{name.replace('-', '_')}",
         )(tool_route(name, language))
 
-    tools = ToolList.model_validate({"tools": tool_definitions(settings, agent_hint=True)})
+    builtin_tools = tool_definitions(settings, agent_hint=True)
 
     @app.get(
         "/v1/tools",
@@ -338,9 +330,17 @@ def create_app(
         summary="Tool definitions for an LLM",
     )
     async def get_tools() -> ToolList:
-        """The two tools with JSON Schemas of their arguments and answer, ready to hand to
-        an LLM as function definitions; call them at POST /v1/tools/{name}."""
-        return tools
+        """The built-in tools and every library snippet, with JSON Schemas of their
+        arguments and answer, ready to hand to an LLM as function definitions.  Call the
+        built-ins at POST /v1/tools/{name} and snippets at POST /v1/snippets/{name}/run
+        (with the arguments as `inputs`)."""
+        snippets: list[dict[str, Any]] = []
+        library = libraries.get("library")
+        if library is not None:
+            with contextlib.suppress(StoreUnavailable):  # the built-ins still answer
+                for summary in await library.search():
+                    snippets.append(snippet_tool_definition(await library.get(summary.name)))
+        return ToolList.model_validate({"tools": [*builtin_tools, *snippets]})
 
     @app.get("/healthz", response_model=Health, tags=["service"], summary="Liveness")
     async def healthz() -> Health:
@@ -376,9 +376,14 @@ def create_app(
     async def post_agent(body: AgentRequest) -> Any:
         """Run an agent: the model writes a snippet, it runs until the result validates."""
         try:
-            return await run_agent(get_engine(), body, llm_config or LLMConfig.from_env())
+            answer = await run_agent(get_engine(), body, llm_config or LLMConfig.from_env())
         except AgentNotConfigured as exc:
             return _error_response(503, "agent_not_configured", str(exc))
+        if body.save_as and answer.ok:
+            await get_library().save_agent_result(body, answer)
+        return answer
+
+    add_library_routes(app, get_library, security, log_inputs=log_inputs, metrics=metrics)
 
     # MCP over streamable HTTP, behind the same guard as the rest.
     app.router.routes.append(
@@ -412,6 +417,23 @@ def create_app(
     async def on_bug(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error serving %s %s", request.method, request.url.path)
         return _error_response(500, "internal_error", "the service failed; see its log")
+
+    @app.exception_handler(ExamplesFailed)
+    async def on_examples_failed(request: Request, exc: ExamplesFailed) -> JSONResponse:
+        metrics.rejected.labels("invalid_request").inc()
+        body = error_body("examples_failed", str(exc))
+        body["error"]["failures"] = exc.failures
+        return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(NotFound)
+    async def on_not_found(request: Request, exc: NotFound) -> JSONResponse:
+        return _error_response(404, "not_found", str(exc))
+
+    @app.exception_handler(StoreUnavailable)
+    async def on_store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        log.error("library store unavailable: %s", exc)
+        message = f"the library's database is unavailable ({exc}); plain executions still run"
+        return _error_response(503, "store_unavailable", message, {"Retry-After": "5"})
 
     @app.exception_handler(CodeRunnerError)
     async def on_service_error(request: Request, exc: CodeRunnerError) -> JSONResponse:

@@ -1,7 +1,9 @@
-"""The one result model shared by the Python API, the CLI, HTTP and MCP."""
+"""The one result model shared by the Python API, the CLI, HTTP and MCP, and the
+library's records (snippets, their examples, the execution history)."""
 
 from __future__ import annotations
 
+import datetime
 from enum import Enum
 from typing import Annotated, Any
 
@@ -27,6 +29,17 @@ OutputSchema = Annotated[
     dict[str, Any] | None,
     Field(description="JSON Schema (draft 2020-12) the result must validate against."),
 ]
+Secrets = Annotated[
+    dict[str, str],
+    Field(
+        description="Named secrets, bound like inputs; never logged, never stored, never "
+        "shown to a model, and masked as *** in stdout, stderr and error."
+    ),
+]
+
+# A library snippet's name; names starting with "execute-" are the built-in tools'.
+SNIPPET_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
+RESERVED_NAME_PREFIX = "execute-"
 
 
 class Language(str, Enum):
@@ -62,6 +75,15 @@ class ErrorDetail(BaseModel):
     traceback: str | None = Field(None, description="The snippet's own frames only.")
 
 
+class SnippetRef(BaseModel):
+    """Which library snippet (and version) an execution ran."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    version: int
+
+
 class ExecutionResult(BaseModel):
     """The outcome of one execution; every outcome of a snippet is one of these."""
 
@@ -79,6 +101,9 @@ class ExecutionResult(BaseModel):
     execution_id: str = Field(
         "", description="This execution's id (also in its log line); set by the engine."
     )
+    snippet: SnippetRef | None = Field(
+        None, description="For a library run: the snippet's name and the version that ran."
+    )
 
 
 class ExecutionRequest(BaseModel):
@@ -92,3 +117,96 @@ class ExecutionRequest(BaseModel):
     timeout_ms: TimeoutMs = None
     memory_mb: MemoryMb = None
     output_schema: OutputSchema = None
+    secrets: Secrets = Field(default_factory=dict)
+
+
+# -- the library --------------------------------------------------------------------------
+
+
+class Example(BaseModel):
+    """An example run of a library snippet: its inputs and, optionally, the exact result.
+
+    With `expected` the run must return exactly that JSON value (null included); without
+    it, the run must succeed.  Whether `expected` was given: `has_expected`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, description="A short label, e.g. 'US number'.")
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    expected: Any = Field(None, description="The exact result it must return (optional).")
+
+    @property
+    def has_expected(self) -> bool:
+        return "expected" in self.model_fields_set
+
+    def stored(self) -> dict[str, Any]:
+        """As JSON, keeping whether `expected` was given."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+class SnippetSpec(BaseModel):
+    """What a save sends: the snippet without its name (which the URL or flag gives)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    language: Language
+    code: Code
+    description: str = Field("", description="Markdown: what it does, for people and agents.")
+    input_schema: dict[str, Any] | None = Field(
+        None, description="JSON Schema of the inputs; inferred from main when omitted."
+    )
+    output_schema: OutputSchema = None
+    examples: list[Example] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+
+
+class Snippet(BaseModel):
+    """One stored, immutable version of a library snippet."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    version: int = Field(description="1, 2, ...: every save that changes it adds one.")
+    hash: str = Field(description="sha256 of the content (language, code, docs, schemas...).")
+    language: Language
+    code: str
+    description: str = ""
+    input_schema: dict[str, Any] = Field(default_factory=dict)
+    output_schema: dict[str, Any] | None = None
+    examples: list[Example] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    created_at: datetime.datetime
+    examples_passed: int = Field(0, description="How many examples ran and passed on save.")
+
+
+class SnippetSummary(BaseModel):
+    """A library snippet in a listing: its latest version."""
+
+    name: str
+    version: int
+    language: Language
+    description: str
+    tags: list[str]
+
+
+class ExecutionSummary(BaseModel):
+    """One recorded execution, as listed."""
+
+    execution_id: str
+    snippet: str | None = None
+    version: int | None = None
+    language: Language
+    surface: str = Field(description="http, mcp, cli or api.")
+    started_at: datetime.datetime
+    duration_ms: float
+    ok: bool
+    error_type: str | None = None
+
+
+class ExecutionRecord(ExecutionSummary):
+    """One recorded execution with its result (secrets masked) and, for library runs,
+    its inputs (never its secrets)."""
+
+    result: ExecutionResult
+    inputs: dict[str, Any] | None = None

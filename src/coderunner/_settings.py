@@ -43,6 +43,17 @@ class Settings:
     max_body_bytes: int = _setting(32 * MiB, "Largest HTTP request body (else 413).")
     agent_preview_chars: int = _setting(400, "Agent Mode: characters of each input shown.")
     agent_timeout_s: float = _setting(120.0, "Agent Mode: time budget of one agent run.")
+    data_dir: str = _setting(
+        "",
+        "Where the library and history live ('' = $XDG_DATA_HOME/coderunner, else "
+        "~/.local/share/coderunner).",
+    )
+    database_url: str = _setting(
+        "",
+        "postgresql://... to share one library and history between nodes ('' = SQLite "
+        "in data_dir).",
+    )
+    history_limit: int = _setting(10_000, "Executions kept in the history (the oldest go).")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -69,6 +80,8 @@ class Settings:
         """Refuse settings that contradict each other."""
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if isinstance(value, str):
+                continue
             if not math.isfinite(value):
                 raise InvalidRequest(f"setting {f.name} must be a finite number, not {value}")
             if value < 0:
@@ -137,6 +150,15 @@ class ServerOptions:
         if not 0 <= options.port <= 65535:
             raise InvalidRequest(f"port {options.port} is not between 0 and 65535")
         return options
+
+
+def resolved_data_dir(settings: Settings, environ: Mapping[str, str] | None = None) -> str:
+    """The data directory `settings.data_dir` names, or the default one."""
+    if settings.data_dir:
+        return os.path.abspath(os.path.expanduser(settings.data_dir))
+    environ = os.environ if environ is None else environ
+    base = environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local/share")
+    return os.path.join(base, "coderunner")
 
 
 def describe_settings() -> list[tuple[str, Any, str]]:
