@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 import coderunner
+from _postgres import PostgresServer
 
 # Run inside the jail; reports what the snippet can see of its own confinement.
 JAIL_PROBE = r"""
@@ -54,3 +57,34 @@ def run_py(code: str, **kwargs) -> coderunner.ExecutionResult:
 
 def run_js(code: str, **kwargs) -> coderunner.ExecutionResult:
     return coderunner.run(code, "javascript", **kwargs)
+
+
+# -- a real PostgreSQL server (the store's tests, several nodes sharing one library) ------
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """The PostgreSQL server the store's tests share (one database per test)."""
+    server = PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres: PostgresServer) -> str:
+    """A URL of the shared server's (empty) ``coderunner`` database."""
+    return postgres.create_database("coderunner")
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A server of this test's own, which it may stop and start again."""
+    server = PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()

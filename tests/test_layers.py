@@ -50,7 +50,7 @@ RANKS: dict[str, float] = {
     "_api": 3.2,
     "_agent": 4,
     "_doctor": 4,
-    "_bench": 4,
+    "_bench": 4.6,
     "_inspect": 4,
     "_library": 4.5,
     "_frontend": 5,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import socket
@@ -22,6 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ._engine import Engine
+from ._library import Library
 from ._models import ExecutionRequest, Language
 from ._sandbox.policy import deno_executable
 from ._settings import Settings
@@ -179,20 +181,43 @@ async def run_benchmark(seconds: float, port: int = 0) -> dict[str, Any]:
     results: list[Measurement] = []
     settings = Settings.from_env()
     async with Engine(settings) as engine:
-        for language in Language:
-            request = ExecutionRequest(
-                language=language, code=SNIPPETS[language], inputs={"numbers": NUMBERS}
-            )
+        with tempfile.TemporaryDirectory() as data_dir:
+            # Every execution recorded in the history (SQLite), as a server does: measured
+            # right after the same path without it, so the two compare.
+            library = Library(engine, dataclasses.replace(settings, data_dir=data_dir))
+            await library.start()
+            for language in Language:
+                request = ExecutionRequest(
+                    language=language, code=SNIPPETS[language], inputs={"numbers": NUMBERS}
+                )
 
-            async def call(request: ExecutionRequest = request) -> None:
-                result = await engine.execute(request)
-                if not result.ok or result.result != EXPECTED:
-                    raise RuntimeError(f"execution failed: {result.error}")
+                async def call(request: ExecutionRequest = request) -> None:
+                    result = await engine.execute(request)
+                    if not result.ok or result.result != EXPECTED:
+                        raise RuntimeError(f"execution failed: {result.error}")
 
-            await measure("warm-up", call, 1.0, 2)
-            await asyncio.sleep(0.5)
-            results.append(await measure(f"{language.value} via API, 1 client", call, seconds, 1))
-            results.append(await measure(f"{language.value} via API, 8 clients", call, seconds, 8))
+                async def recorded(request: ExecutionRequest = request) -> None:
+                    result = await engine.execute(request)
+                    if not result.ok or result.result != EXPECTED:
+                        raise RuntimeError(f"execution failed: {result.error}")
+                    library.record(request, result, surface="bench")
+
+                name = language.value
+                await measure("warm-up", call, 1.0, 2)
+                await asyncio.sleep(0.5)
+                results.append(await measure(f"{name} via API, 1 client", call, seconds, 1))
+                results.append(await measure(f"{name} via API, 8 clients", call, seconds, 8))
+                if language is Language.PYTHON:
+                    results.append(
+                        await measure(f"{name} via API + history, 8 clients", recorded, seconds, 8)
+                    )
+                    results.append(
+                        await measure(f"{name} via API, 8 clients (again)", call, seconds, 8)
+                    )
+            await library.flush_history()
+            report["history_records_written"] = library.history_counts["written"]
+            report["history_records_dropped"] = library.history_counts["dropped"]
+            await library.aclose()
     results += await _bench_http(seconds, port, report)
     stdin = json.dumps({"numbers": NUMBERS}).encode()
     python = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
@@ -249,7 +274,13 @@ def render(report: dict[str, Any]) -> str:
             f"{r['path']:<42} {r['concurrency']:>4} {r['runs']:>6} {r['p50_ms']:>8} "
             f"{r['p95_ms']:>8} {r['per_second']:>8} {lat:>16} {tp:>14}"
         )
-    for key in ("healthz_after_start_s", "first_execution_after_start_s", "service_idle_rss_mb"):
+    for key in (
+        "healthz_after_start_s",
+        "first_execution_after_start_s",
+        "service_idle_rss_mb",
+        "history_records_written",
+        "history_records_dropped",
+    ):
         if key in report:
             lines.append(f"{key}: {report[key]}")
     return "\n".join(lines)

@@ -263,6 +263,13 @@ class Library:
             raise NotFound(f"no execution {execution_id!r} in the history")
         return record
 
+    @property
+    def history_counts(self) -> dict[str, int]:
+        """Executions written to the history, and dropped (the store was down or slow)."""
+        if self._history is None:
+            return {"written": 0, "dropped": 0}
+        return {"written": self._history.written, "dropped": self._history.dropped}
+
     async def flush_history(self) -> None:
         """Wait until every execution recorded so far is in the store."""
         if self._history is not None:

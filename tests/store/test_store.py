@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from _postgres import PASSWORD, PostgresServer, free_port
 from coderunner._errors import InvalidRequest, StoreUnavailable
 from coderunner._models import (
     ErrorDetail,
@@ -22,8 +23,6 @@ from coderunner._models import (
 )
 from coderunner._store import Store, database_url_for
 from coderunner._store.store import OUTPUT_LIMIT, RESULT_LIMIT
-
-from .conftest import PASSWORD, PostgresServer, free_port
 
 UTC = datetime.UTC
 T0 = datetime.datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
