@@ -308,13 +308,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if isinstance(found, ErrorDetail):
         _print({"error": found.model_dump(mode="json")})
         return EXIT_NOT_OK
-    _print(
-        {
-            "has_main": found.has_main,
-            "parameters": [p.model_dump(exclude_unset=True) for p in found.parameters],
-            "input_schema": found.input_schema,
-        }
-    )
+    _print(found.answer())
     return EXIT_OK
 
 

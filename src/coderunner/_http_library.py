@@ -238,6 +238,7 @@ def add_library_routes(
             },
         },
         summary="The parameters and input schema of main",
+        response_model_exclude_unset=True,  # `default` only where a parameter has one
         dependencies=deps,
         tags=["library"],
     )
@@ -247,13 +248,7 @@ def add_library_routes(
         found = get_library().inspect(body.code, body.language)
         if isinstance(found, ErrorDetail):
             return error_response_with(found)
-        return InspectAnswer.model_validate(
-            {
-                "has_main": found.has_main,
-                "parameters": [p.model_dump(exclude_unset=True) for p in found.parameters],
-                "input_schema": found.input_schema,
-            }
-        )
+        return found.answer()
 
     @app.get(
         "/v1/executions",

@@ -132,6 +132,14 @@ class Inspection(BaseModel):
         description="JSON Schema (draft 2020-12) of the inputs object."
     )
 
+    def answer(self) -> dict[str, Any]:
+        """As JSON, each parameter's `default` only where it has one."""
+        return {
+            "has_main": self.has_main,
+            "parameters": [p.model_dump(mode="json", exclude_unset=True) for p in self.parameters],
+            "input_schema": self.input_schema,
+        }
+
 
 def inspect_snippet(code: str, language: Language) -> Inspection | ErrorDetail:
     """Inspect a snippet's main without executing anything.
