@@ -241,6 +241,8 @@ def test_inspect_python_and_javascript(client: httpx.Client) -> None:
     assert answer["input_schema"]["required"] == ["rows"]
     assert answer["input_schema"]["properties"]["rows"]["type"] == "array"
     assert [p["name"] for p in answer["parameters"]] == ["rows", "country"]
+    assert "default" not in answer["parameters"][0]  # not null: rows has none
+    assert answer["parameters"][1]["default"] == "US"
     js = client.post(
         "/v1/inspect",
         json={
