@@ -600,3 +600,15 @@ def test_sigterm_lets_running_executions_finish_and_leaves_no_jail() -> None:
         ]
         assert not survivors, f"sandbox processes left behind: {survivors}"
         assert "Application shutdown complete" in srv.output()
+
+
+def test_readyz_is_open_and_says_ready_once_warm(server: ServerProcess) -> None:
+    deadline = time.monotonic() + 60
+    while True:  # the pools warm in the background after start
+        response = httpx.get(f"{server.base_url}/readyz", timeout=10)  # no API key
+        if response.status_code == 200 or time.monotonic() > deadline:
+            break
+        assert response.status_code == 503 and response.json()["problems"], response.text
+        time.sleep(0.2)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "ready", "problems": []}

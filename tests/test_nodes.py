@@ -117,3 +117,18 @@ def test_a_node_starts_while_its_database_is_down(own_postgres: PostgresServer) 
                 time.sleep(0.5)
             body = {"language": "python", "code": CODE}
             assert client.put("/v1/snippets/double", json=body).status_code == 201
+
+
+def test_readyz_follows_the_database(own_postgres: PostgresServer) -> None:
+    url = own_postgres.create_database("ready")
+    with running_server(*SMALL_POOLS, env={"CODERUNNER_DATABASE_URL": url}) as server:
+        with call(server) as client:
+            deadline = time.monotonic() + 60
+            while client.get("/readyz").status_code != 200:
+                assert time.monotonic() < deadline, client.get("/readyz").text
+                time.sleep(0.2)
+            own_postgres.stop()
+            down = client.get("/readyz")
+            assert down.status_code == 503
+            assert any("database" in p for p in down.json()["problems"]), down.text
+            assert client.get("/healthz").status_code == 200  # alive, just not ready

@@ -258,6 +258,18 @@ class Engine:
             return await start_worker(functools.partial(self._spawn_deno, memory_mb))
         return await self._pool(language).acquire()
 
+    def readiness_problems(self) -> list[str]:
+        """Why the engine is not ready to serve yet: not started, or a pool it warms has
+        not yet had a worker ready (empty when it is ready)."""
+        if not self._started:
+            return ["the engine is not started"]
+        problems = []
+        for language in self._warm:
+            pool = self._pools.get(language)
+            if pool is None or pool.spawned == 0:
+                problems.append(f"the {language.value} pool is still warming up")
+        return problems
+
     def ready_workers(self) -> list[JailedProcess]:
         """Every worker ready now, of every pool (for tests and diagnostics)."""
         return [w for pool in self._pools.values() for w in pool.ready_workers()]

@@ -15,6 +15,7 @@ Every error of the request itself is JSON ``{"error": {"type", "message"}}``:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
@@ -69,7 +70,7 @@ __all__ = ["create_app"]
 log = logging.getLogger("coderunner.http")
 
 # Paths open without an API key: liveness, and the API's own documentation.
-OPEN_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
 
 
 # -- the guard: API keys, then the body limit --------------------------------------------
@@ -201,6 +202,13 @@ class Health(BaseModel):
     """The answer of GET /healthz."""
 
     status: str = "ok"
+
+
+class Readiness(BaseModel):
+    """The answer of GET /readyz."""
+
+    status: str = Field(description="ready, or not ready.")
+    problems: list[str] = Field(default_factory=list, description="What is not ready yet.")
 
 
 def create_app(
@@ -346,6 +354,28 @@ def create_app(
     async def healthz() -> Health:
         """Always 200 while the server runs (no API key needed)."""
         return Health()
+
+    @app.get(
+        "/readyz",
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "Not ready: `problems` says why."}},
+        tags=["service"],
+        summary="Readiness",
+    )
+    async def readyz() -> Any:
+        """200 when every warm pool has started its workers and the library's database
+        answers, else 503 naming what is not ready (for a load balancer; no API key)."""
+        problems = get_engine().readiness_problems()
+        library = libraries.get("library")
+        if library is None:
+            problems.append("the library is not open")
+        else:
+            try:
+                await asyncio.wait_for(library.check(), 5)
+            except (StoreUnavailable, TimeoutError) as exc:
+                problems.append(f"the library's database does not answer: {exc}")
+        body = Readiness(status="not ready" if problems else "ready", problems=problems)
+        return JSONResponse(body.model_dump(), status_code=503 if problems else 200)
 
     @app.get(
         "/metrics",

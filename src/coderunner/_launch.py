@@ -139,6 +139,10 @@ class DeferredApp:
         if self._app is None and scope["type"] == "http" and scope["path"] == "/healthz":
             await _json(send, 200, {"status": "ok"})
             return
+        if self._app is None and scope["type"] == "http" and scope["path"] == "/readyz":
+            starting = {"status": "not ready", "problems": ["the service is still starting"]}
+            await _json(send, 503, starting, retry_after=True)
+            return
         if not self._ready.is_set() and self._early_execution_allowed(scope):
             body = await _read_body(receive)
             if await self._execute_early(scope, body, send):
