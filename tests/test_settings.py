@@ -340,3 +340,48 @@ def test_describe_settings_covers_every_field() -> None:
         assert default == getattr(defaults, name), name
         assert isinstance(help_text, str), name
         assert help_text.strip(), f"{name} has no help"
+
+
+# -- CODERUNNER_<NAME>_FILE: a setting from a file (container secrets) ----------------------
+
+
+def test_every_setting_can_come_from_a_file(tmp_path) -> None:
+    (tmp_path / "timeout").write_text("7000\n")
+    (tmp_path / "url").write_text("postgresql://u:p@db/lib\n")
+    settings = Settings.from_env(
+        {
+            "CODERUNNER_MAX_TIMEOUT_MS_FILE": str(tmp_path / "timeout"),
+            "CODERUNNER_DATABASE_URL_FILE": str(tmp_path / "url"),
+        }
+    )
+    assert settings.max_timeout_ms == 7000
+    assert settings.database_url == "postgresql://u:p@db/lib"
+
+
+def test_server_options_and_keys_from_files(tmp_path) -> None:
+    (tmp_path / "keys").write_text("one\ntwo\n")
+    (tmp_path / "port").write_text("9000")
+    options = ServerOptions.from_env(
+        {
+            "CODERUNNER_API_KEYS_FILE": str(tmp_path / "keys"),
+            "CODERUNNER_PORT_FILE": str(tmp_path / "port"),
+        }
+    )
+    assert options.api_keys == ("one", "two") and options.port == 9000
+
+
+def test_a_setting_and_its_file_together_or_a_missing_file_is_refused(tmp_path) -> None:
+    (tmp_path / "t").write_text("7000")
+    both = {"CODERUNNER_MAX_TIMEOUT_MS": "1", "CODERUNNER_MAX_TIMEOUT_MS_FILE": str(tmp_path / "t")}
+    with pytest.raises(InvalidRequest, match="both set"):
+        Settings.from_env(both)
+    with pytest.raises(InvalidRequest, match="cannot be read"):
+        Settings.from_env({"CODERUNNER_MAX_TIMEOUT_MS_FILE": str(tmp_path / "missing")})
+
+
+def test_the_llm_api_key_from_a_file(tmp_path) -> None:
+    from coderunner import LLMConfig
+
+    (tmp_path / "key").write_text("sk-from-file\n")
+    config = LLMConfig.from_env({"CODERUNNER_LLM_API_KEY_FILE": str(tmp_path / "key")})
+    assert config.api_key == "sk-from-file"

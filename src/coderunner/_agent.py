@@ -39,6 +39,7 @@ from ._models import (
     SnippetRef,
     TimeoutMs,
 )
+from ._settings import env_value
 
 if TYPE_CHECKING:
     import openai
@@ -150,7 +151,7 @@ class LLMConfig(BaseModel):
         """Config from `CODERUNNER_LLM_*` variables, then explicit overrides (not None)."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {
-            field: environ[var] for field, var in _ENV.items() if environ.get(var)
+            field: value for field, var in _ENV.items() if (value := env_value(environ, var))
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

@@ -15,6 +15,25 @@ from ._models import MIN_MEMORY_MB, ExecutionRequest
 MiB = 1024 * 1024
 
 
+def env_value(environ: Mapping[str, str], name: str) -> str | None:
+    """The value of the variable `name`, or of the file `name_FILE` names (a container's
+    mounted secret; one trailing newline is dropped); None when neither is set.
+
+    InvalidRequest when both are set, or when the file cannot be read.
+    """
+    path = environ.get(f"{name}_FILE")
+    if path is None:
+        return environ.get(name)
+    if name in environ:
+        raise InvalidRequest(f"{name} and {name}_FILE are both set: set one of them")
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as exc:
+        raise InvalidRequest(f"{name}_FILE={path!r} cannot be read: {exc.strerror}") from None
+    return text[:-1] if text.endswith("\n") else text
+
+
 def _setting(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
@@ -61,7 +80,7 @@ class Settings:
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
-            raw = environ.get(f"CODERUNNER_{f.name.upper()}")
+            raw = env_value(environ, f"CODERUNNER_{f.name.upper()}")
             if raw is not None:
                 kind: type[Any] = type(f.default)  # every field has one (_setting)
                 try:
@@ -129,8 +148,8 @@ class ServerOptions:
         """`CODERUNNER_HOST`, `CODERUNNER_PORT` and `CODERUNNER_API_KEYS` (comma-separated),
         then explicit overrides (not None); InvalidRequest names a bad value."""
         environ = os.environ if environ is None else environ
-        host = environ.get("CODERUNNER_HOST") or cls.host
-        raw_port = environ.get("CODERUNNER_PORT")
+        host = env_value(environ, "CODERUNNER_HOST") or cls.host
+        raw_port = env_value(environ, "CODERUNNER_PORT")
         port = cls.port
         if raw_port is not None:
             try:
@@ -139,7 +158,8 @@ class ServerOptions:
                 raise InvalidRequest(
                     f"CODERUNNER_PORT={raw_port!r} is not a valid port number"
                 ) from None
-        keys = tuple(k.strip() for k in environ.get("CODERUNNER_API_KEYS", "").split(","))
+        raw_keys = env_value(environ, "CODERUNNER_API_KEYS") or ""
+        keys = tuple(k.strip() for k in raw_keys.replace("\n", ",").split(","))
         values: dict[str, Any] = {
             "host": host,
             "port": port,
