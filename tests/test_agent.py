@@ -509,6 +509,16 @@ def test_http_agent_then_direct_mode():
         assert status == 200 and rerun["ok"] and rerun["result"] == answer["result"]
 
 
+def test_http_agent_save_as_refuses_a_bad_name_before_asking_the_model():
+    with FakeLLM([]) as fake, server(llm_env(fake)) as url:
+        status, answer = post(
+            url + "/v1/agent",
+            {"goal": GOAL, "language": "python", "inputs": INPUTS, "save_as": "execute-mine"},
+        )
+        assert status == 422 and "reserved" in answer["error"]["message"], answer
+        assert fake.requests == []
+
+
 def test_http_agent_save_as_promotes_the_helper_to_a_library_step():
     script = [tool_call(GOOD[PY])]
     with FakeLLM(script) as fake, server(llm_env(fake)) as url:

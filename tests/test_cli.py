@@ -37,6 +37,22 @@ def test_run_js_file_with_inputs_by_name(tmp_path: Path) -> None:
     assert json.loads(out.stdout)["result"] == 42
 
 
+@pytest.mark.parametrize("suffix", [".ts", ".mts"])
+def test_run_ts_file_by_its_extension(tmp_path: Path, suffix: str) -> None:
+    snippet = tmp_path / f"snippet{suffix}"
+    snippet.write_text(
+        "interface P { x: number }\nfunction main(x: number, y: number): P {\n"
+        "  return { x: x * y };\n}\n"
+    )
+    out = cli("run", str(snippet), "-i", "x=6", "-i", "y=7")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["result"] == {"x": 42} and result["language"] == "typescript"
+    out = cli("run", "-", "-l", "typescript", stdin="const a: number = 2;\nreturn a * 3;")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["result"] == 6
+
+
 def test_inputs_file_schema_and_limits(tmp_path: Path) -> None:
     (tmp_path / "inputs.json").write_text(json.dumps({"rows": [1, 2, 3], "scale": 2}))
     (tmp_path / "schema.json").write_text(json.dumps({"type": "object", "required": ["total"]}))
@@ -158,6 +174,7 @@ def test_a_lone_surrogate_result_is_an_error_not_a_traceback() -> None:
         ("serve", "CODERUNNER_DEFAULT_MEMORY_MB", "8"),
         ("mcp", "CODERUNNER_QUEUE_SIZE", "-1"),
         ("run", "CODERUNNER_AGENT_TIMEOUT_S", "soon"),
+        ("serve", "CODERUNNER_DATABASE_URL", "mysql://db/library"),
     ],
 )
 def test_a_bad_setting_is_a_one_line_usage_error(command: str, variable: str, value: str) -> None:

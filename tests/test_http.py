@@ -108,6 +108,14 @@ def test_execute_both_languages_and_styles(
             [1, 2],
         ),
         ("execute-javascript", "console.log('hi'); return [...items].sort();", [1, 2]),
+        (
+            "execute-typescript",
+            "function main(items: number[]): number[] {\n"
+            "  console.log('hi');\n"
+            "  return [...items].sort((a: number, b: number) => a - b);\n"
+            "}",
+            [1, 2],
+        ),
     ],
 )
 def test_tool_endpoints(client: httpx.Client, tool: str, code: str, expected: Any) -> None:
@@ -164,7 +172,9 @@ def test_get_tools_are_llm_function_definitions(client: httpx.Client) -> None:
     response = client.get("/v1/tools")
     assert response.status_code == 200
     tools = {t["name"]: t for t in response.json()["tools"]}
-    assert set(tools) == {"execute-python", "execute-javascript"}
+    assert set(tools) == {"execute-python", "execute-javascript", "execute-typescript"}
+    assert "typescript" in tools["execute-typescript"]["description"].lower()
+    assert "not type-checked" in tools["execute-typescript"]["description"]
     for name, tool in tools.items():
         assert set(tool) == {"name", "description", "input_schema", "output_schema"}
         Draft202012Validator.check_schema(tool["input_schema"])
@@ -201,6 +211,7 @@ def test_openapi_and_interactive_docs(server: ServerProcess) -> None:
         "/v1/execute",
         "/v1/tools/execute-python",
         "/v1/tools/execute-javascript",
+        "/v1/tools/execute-typescript",
         "/v1/tools",
         "/healthz",
         "/metrics",

@@ -110,6 +110,17 @@ def test_save_version_run_pinned_and_history(client: httpx.Client) -> None:
     assert tools["normalize-phone"]["input_schema"]["required"] == ["phone"]
     assert "E.164" in tools["normalize-phone"]["description"]
 
+    # What GET answers saves back unchanged (an example without `expected` stays without).
+    current = client.get("/v1/snippets/normalize-phone").json()
+    assert "expected" not in current["examples"][1]
+    fields = ("language", "code", "description", "input_schema", "output_schema", "examples",
+              "tags")  # fmt: skip
+    again = client.put(
+        "/v1/snippets/normalize-phone",
+        content=json.dumps({k: current[k] for k in fields}),  # and no content-type at all
+    )
+    assert again.status_code == 200 and again.json()["version"] == 2, again.text
+
     found = client.get("/v1/snippets", params={"q": "PHONE"}).json()["snippets"]
     assert [s["name"] for s in found] == ["normalize-phone"]
     assert client.get("/v1/snippets", params={"q": "nothing-like-it"}).json() == {"snippets": []}
@@ -297,5 +308,14 @@ def test_secrets_are_masked_and_never_stored_or_logged(
     assert run["ok"] is True and len(run["result"]) == 64
     record = client.get(f"/v1/executions/{run['execution_id']}").json()
     assert record["inputs"] == {"message": "hi"} and secret not in json.dumps(record)
+    # A snippet that returns the secret: the caller gets its answer, the history never.
+    leak = client.post(
+        "/v1/execute",
+        json={"language": "python", "code": "def main(key):\n    return {key: [key]}",
+              "secrets": {"key": secret}},
+    ).json()  # fmt: skip
+    assert leak["result"] == {secret: [secret]}
+    stored = client.get(f"/v1/executions/{leak['execution_id']}").json()
+    assert stored["result"]["result"] == {"***": ["***"]}
     time.sleep(0.2)
     assert secret not in server.output(mark)

@@ -1397,3 +1397,108 @@ def test_lone_surrogates_never_reach_the_output(code: str, language: Language) -
     text = result.model_dump_json(exclude_unset=True)
     text.encode("utf-8")  # no lone surrogate left
     assert "\ufffd" in json.dumps(json.loads(text)["input_schema"], ensure_ascii=False)
+
+
+# ---- TypeScript: read as JavaScript, type annotations skipped or read --------------------
+
+TS = Language.TYPESCRIPT
+
+
+def ts(code: str) -> Inspection:
+    return inspect(code, TS)
+
+
+def test_typescript_simple_annotations_become_the_schema() -> None:
+    result = ts(
+        "function main(name: string, count: number = 1, on: boolean, tags: string[],\n"
+        "              scores: Array<number>, m: Record<string, number>, x: any) {}"
+    )
+    assert names(result) == ["name", "count", "on", "tags", "scores", "m", "x"]
+    assert required(result) == ["name", "on", "tags", "scores", "m", "x"]
+    assert prop(result, "name") == {"type": "string"}
+    assert prop(result, "count") == {"type": "number", "default": 1}
+    assert prop(result, "on") == {"type": "boolean"}
+    assert prop(result, "tags") == {"type": "array", "items": {"type": "string"}}
+    assert prop(result, "scores") == {"type": "array", "items": {"type": "number"}}
+    assert prop(result, "m") == {"type": "object", "additionalProperties": {"type": "number"}}
+    assert prop(result, "x") == {}
+    assert result.parameters[0].annotation == "string"
+    assert result.parameters[5].annotation == "Record<string, number>"  # one parameter
+
+
+def test_typescript_optional_parameter_is_not_required() -> None:
+    result = ts("function main(a: number, b?: string | null) {}")
+    assert required(result) == ["a"]
+    assert prop(result, "b") == {"anyOf": [{"type": "string"}, {"type": "null"}]}
+
+
+def test_typescript_interfaces_and_type_aliases_are_substituted() -> None:
+    code = (
+        "interface Order {\n"
+        "  amount: number\n"
+        "  note?: string\n"
+        "}\n"
+        "type Mode = 'fast'\n"
+        "  | 'slow';\n"
+        "export function main(orders: Order[], mode: Mode = 'fast', when: Date) {}\n"
+    )
+    result = ts(code)
+    assert prop(result, "orders") == {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "properties": {"amount": {"type": "number"}, "note": {"type": "string"}},
+            "required": ["amount"],
+        },
+    }
+    assert prop(result, "mode") == {"enum": ["fast", "slow"], "default": "fast"}
+    assert prop(result, "when") == {}  # a class: no constraint
+    assert required(result) == ["orders", "when"]
+
+
+def test_typescript_destructured_parameter_with_its_type() -> None:
+    result = ts("type In = { a: number; b?: string };\nfunction main({ a, b }: In) {}")
+    assert names(result) == ["a", "b"]
+    assert required(result) == ["a"]
+    assert prop(result, "a") == {"type": "number"}
+    assert result.input_schema["additionalProperties"] is False
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "function main<T>(this: void, x: T, y: number) {}",
+        "const main = async <T,>(x: T, y: number): Promise<T> => x;",
+        "const main = (x: number, y: number): { s: number } => ({ s: x + y });",
+        "const main: (x: number, y: number) => number = (x, y) => x + y;",
+        "export const main = function <T>(x: T, y: number): T { return x; };",
+    ],
+)
+def test_typescript_main_forms(code: str) -> None:
+    assert names(ts(code)) == ["x", "y"]
+
+
+def test_typescript_recursive_alias_does_not_loop() -> None:
+    result = ts("type Tree = { kids: Tree[] };\nfunction main(t: Tree) {}")
+    assert prop(result, "t")["type"] == "object"
+
+
+def test_typescript_script_style_and_errors() -> None:
+    assert ts("const a: number = 1;\nreturn a;").has_main is False
+    detail = error("function main(a: number {\n}", TS)
+    assert detail.line == 1
+
+
+def test_typescript_types_do_not_change_javascript() -> None:
+    # JavaScript has no annotations: `a: number` there is not read as one.
+    assert prop(js("/** @param {string} a */\nfunction main(a = 1) {}"), "a") == {
+        "type": "string",
+        "default": 1,
+    }
+
+
+@pytest.mark.parametrize("language", [JS, TS])
+@pytest.mark.parametrize("code", ["²", "x = .²", "const \u0661 = 1;"])
+def test_unicode_digits_do_not_crash_the_scanner(code: str, language: Language) -> None:
+    # str.isdigit() is true of "²", which the number pattern's \d does not match.
+    assert inspect_snippet(code, language) is not None

@@ -45,6 +45,7 @@ RANKS: dict[str, float] = {
     "_store.store": 2.6,
     "_store.history": 2.7,
     "_store": 2.8,  # _store/__init__.py re-exports store and history
+    "_packages": 2.9,  # vetted packages: installed ahead of time, mounted by the engine
     "_pool": 3,
     "_engine": 3.1,
     "_api": 3.2,
@@ -54,10 +55,12 @@ RANKS: dict[str, float] = {
     "_inspect": 4,
     "_library": 4.5,
     "_frontend": 5,
+    "_console": 5.05,  # the web console's static files (static_dir)
     "_metrics": 5.1,
     "_http_errors": 5.15,
     "_mcp": 5.2,
     "_http_library": 5.25,
+    "_http_console": 5.27,
     "_http": 5.3,
     "_launch": 5.4,
     "_cli_common": 5.42,

@@ -81,3 +81,37 @@ def test_save_run_test_history_export_import(tmp_path: Path) -> None:
             assert created and again.code == TOTAL and again.examples == spec.examples
 
     asyncio.run(main())
+
+
+def test_typescript_snippet_is_saved_run_and_exported_as_ts(tmp_path: Path) -> None:
+    settings = dataclasses.replace(
+        Settings.from_env(python_pool_size=1, javascript_pool_size=1), data_dir=str(tmp_path)
+    )
+    code = (
+        "interface Row { amount: number }\n"
+        "function main(rows: Row[], rate: number = 1): number {\n"
+        "  return rows.reduce((s: number, r: Row) => s + r.amount, 0) * rate;\n"
+        "}\n"
+    )
+
+    async def main() -> None:
+        async with Engine(settings) as engine, Library(engine) as library:
+            spec = SnippetSpec(
+                language="typescript",
+                code=code,
+                examples=[Example(inputs={"rows": [{"amount": 2}]}, expected=2)],
+            )
+            snippet, created = await library.save("ts-total", spec)
+            assert created and snippet.language == "typescript"
+            rows = snippet.input_schema["properties"]["rows"]
+            assert rows["items"]["properties"]["amount"] == {"type": "number"}
+            result = await library.run("ts-total", inputs={"rows": [{"amount": 3}], "rate": 2})
+            assert result.ok and result.result == 6 and result.language == "typescript"
+            exported = tmp_path / "export"
+            assert await library.export(exported) == ["ts-total"]
+            assert (exported / "ts-total.ts").read_text() == code
+            await library.delete("ts-total")
+            [(again, _)] = await library.import_(exported)
+            assert again.language == "typescript" and again.code == code
+
+    asyncio.run(main())

@@ -49,7 +49,7 @@ async def exercise(client: Client) -> None:
     """List the tools, call both, and get error results back as results."""
     listed = await client.list_tools()
     tools = {t.name: t for t in listed.tools if t.name.startswith("execute-")}
-    assert set(tools) == {"execute-python", "execute-javascript"}
+    assert set(tools) == {"execute-python", "execute-javascript", "execute-typescript"}
     for tool in tools.values():
         assert tool.input_schema["required"] == ["code"]
         assert set(tool.input_schema["properties"]) == {
@@ -88,6 +88,16 @@ async def exercise(client: Client) -> None:
     assert result.is_error is False
     assert result.structured_content["result"] == {"total": 6}
     assert result.structured_content["stdout"] == "hi\n"
+
+    # TypeScript, function style with typed parameters.
+    result = await client.call_tool(
+        "execute-typescript",
+        {"code": "function main(x: number, y: number = 2): number {\n  return x * y;\n}",
+         "inputs": {"x": 21}},
+    )  # fmt: skip
+    assert result.is_error is False
+    assert result.structured_content["result"] == 42
+    assert result.structured_content["language"] == "typescript"
 
     # A snippet that fails: isError, and the ExecutionResult says why.
     result = await client.call_tool("execute-python", {"code": "def main():\n    return 1/0"})

@@ -21,7 +21,9 @@ OPERATIONS = [
     ("POST", "/v1/execute"),
     ("POST", "/v1/tools/execute-python"),
     ("POST", "/v1/tools/execute-javascript"),
+    ("POST", "/v1/tools/execute-typescript"),
     ("GET", "/v1/tools"),
+    ("GET", "/v1/runtimes"),
     ("GET", "/healthz"),
     ("GET", "/metrics"),
     # The library and the history (fewer examples each: there are many of them).
@@ -40,8 +42,9 @@ LIBRARY_EXAMPLES = {
     schemathesis.GenerationMode.POSITIVE: 25,
     schemathesis.GenerationMode.NEGATIVE: 15,
 }
-# Agent Mode answers 503 by contract when no model is configured; its own tests cover it.
-NOT_FUZZED = {("POST", "/v1/agent")}
+# Agent Mode answers 503 by contract when no model is configured, and /readyz while the
+# pools warm up; their own tests cover them.
+NOT_FUZZED = {("GET", "/readyz"), ("POST", "/v1/agent")}
 EXAMPLES = {schemathesis.GenerationMode.POSITIVE: 60, schemathesis.GenerationMode.NEGATIVE: 40}
 
 

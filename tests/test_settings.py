@@ -30,10 +30,18 @@ def other_valid_value(f: dataclasses.Field) -> Any:
 
 
 def test_text_settings_are_read_as_they_are() -> None:
-    assert TEXT_FIELDS == ["data_dir", "database_url"]
+    assert TEXT_FIELDS == ["data_dir", "database_url", "python_packages", "javascript_packages"]
     environ = {"CODERUNNER_DATA_DIR": "/srv/cr", "CODERUNNER_DATABASE_URL": "postgresql://h/db"}
     settings = Settings.from_env(environ)
     assert (settings.data_dir, settings.database_url) == ("/srv/cr", "postgresql://h/db")
+    environ = {
+        "CODERUNNER_PYTHON_PACKAGES": "python-dateutil==2.9.0.post0, six",
+        "CODERUNNER_JAVASCRIPT_PACKAGES": "lodash@4.17.21",
+    }
+    settings = Settings.from_env(environ)
+    assert settings.python_packages == "python-dateutil==2.9.0.post0, six"
+    assert settings.javascript_packages == "lodash@4.17.21"
+    assert (Settings().python_packages, Settings().javascript_packages) == ("", "")
 
 
 def test_defaults_without_environment() -> None:

@@ -116,7 +116,10 @@ class AgentResult(BaseModel):
     attempts: list[AgentAttempt] = Field(default_factory=list)
     model: str
     usage: AgentUsage = Field(default_factory=AgentUsage)
-    error: str | None = Field(None, description="Why the run is not ok (null when ok).")
+    error: str | None = Field(
+        None,
+        description="Why the run is not ok; when ok, null unless save_as could not save.",
+    )
     saved: SnippetRef | None = Field(
         None, description="With save_as: the library snippet (name, version) it became."
     )
@@ -242,12 +245,21 @@ _RULES = {
         "Return plain JSON values: objects, arrays, strings, finite numbers, booleans, null - "
         "no Map, Set, BigInt, NaN, functions or undefined."
     ),
+    Language.TYPESCRIPT: (
+        "TypeScript (types are stripped, not checked; typed parameters, interfaces and "
+        "generics are welcome) with the JavaScript standard library only: the language "
+        "built-ins, the web standard APIs (crypto.subtle, crypto.randomUUID, TextEncoder, "
+        'URL, atob, structuredClone, Intl) and Node built-ins through require("node:crypto") '
+        "or import; no npm packages. `main` may be async. Return plain JSON values: objects, "
+        "arrays, strings, finite numbers, booleans, null - no Map, Set, BigInt, NaN, "
+        "functions or undefined."
+    ),
 }
 
 
 def system_prompt(language: Language, timeout_ms: int, memory_mb: int) -> str:
     """The standing instructions: the sandbox rules and how to answer."""
-    fence = "python" if language is Language.PYTHON else "javascript"
+    fence = language.value
     return (
         f"You write one {language.value} snippet that Code Runner runs in a sandbox on the "
         "caller's inputs.\n\n"
@@ -364,6 +376,7 @@ _FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)```", re.DOTALL)
 _TAGS = {
     Language.PYTHON: {"python", "py", "python3"},
     Language.JAVASCRIPT: {"javascript", "js", "mjs", "node", "ecmascript"},
+    Language.TYPESCRIPT: {"typescript", "ts", "mts"},
 }
 
 

@@ -31,7 +31,7 @@ from ._cli_common import (
     settings_from,
 )
 from ._cli_snippets import SNIPPET_COMMANDS, add_snippet_commands
-from ._errors import CodeRunnerError, InvalidRequest, NotFound
+from ._errors import CodeRunnerError, ExamplesFailed, InvalidRequest, NotFound
 from ._frontend import validation_message
 from ._models import ExecutionRequest, ExecutionResult, Language
 from ._settings import ServerOptions, Settings
@@ -40,7 +40,8 @@ from ._settings import ServerOptions, Settings
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="coderunner",
-        description="Run untrusted Python and JavaScript snippets in a jail; get JSON back.",
+        description="Run untrusted Python, JavaScript and TypeScript snippets in a jail; get "
+        "JSON back.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -50,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run one snippet and print its ExecutionResult as JSON. Exit 0 when ok, "
         "1 when not ok, 2 on a usage error.",
     )
-    run.add_argument("file", nargs="?", help="the snippet file (.py, .js, .mjs); - for stdin")
+    run.add_argument(
+        "file", nargs="?", help="the snippet file (.py, .js, .mjs, .ts, .mts); - for stdin"
+    )
     run.add_argument("-c", "--code", help="the snippet as a string")
     run.add_argument(
         "-l",
@@ -96,8 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     mcp = sub.add_parser(
         "mcp",
         help="run the MCP server on stdio",
-        description="Run the MCP server (tools execute-python and "
-        "execute-javascript) on stdin/stdout.",
+        description="Run the MCP server (tools execute-python, execute-javascript and "
+        "execute-typescript) on stdin/stdout.",
     )
     add_settings_flags(mcp)
 
@@ -134,6 +137,31 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", metavar="FILE", help="also write the numbers to FILE")
     bench.add_argument("--port", type=int, default=0, help="port of the HTTP server to start")
 
+    packages = sub.add_parser(
+        "packages",
+        help="the vetted packages snippets may import: sync, list",
+        description="The vetted third-party packages of python_packages and "
+        "javascript_packages, installed into the data directory ahead of time.",
+    )
+    verbs = packages.add_subparsers(dest="packages_command", metavar="VERB", required=True)
+    sync = verbs.add_parser(
+        "sync",
+        help="install the packages the settings name (when their lists changed)",
+        description="Install python_packages (pip, wheels only) and javascript_packages "
+        "(npm, no install scripts) into the data directory, each when its list changed "
+        "since the last sync (every one with --force), and print what is installed (JSON). "
+        "A server also syncs at start-up; restart running servers after a sync.",
+    )
+    sync.add_argument("--force", action="store_true", help="reinstall even if unchanged")
+    add_settings_flags(sync)
+    listing = verbs.add_parser(
+        "list",
+        help="print the runtimes and the installed packages (JSON)",
+        description="Print what GET /v1/runtimes answers: the runtimes and the installed "
+        "packages. Exit 1 when the settings name packages not synced yet.",
+    )
+    add_settings_flags(listing)
+
     add_snippet_commands(sub)
     return parser
 
@@ -156,10 +184,10 @@ def _snippet(args: argparse.Namespace) -> tuple[str, Language]:
     if suffix in EXTENSIONS:
         return code, EXTENSIONS[suffix]
     if args.code is not None or args.file == "-":
-        raise UsageError("coderunner run: say which language with -l python|javascript")
+        raise UsageError("coderunner run: say which language with -l python|javascript|typescript")
     raise UsageError(
         f"coderunner run: cannot tell the language of {args.file!r} from its extension; "
-        "use -l python|javascript"
+        "use -l python|javascript|typescript"
     )
 
 
@@ -271,6 +299,20 @@ async def _run_agent_once(settings: Settings, request: Any, llm: Any) -> Any:
         return answer
 
 
+def cmd_packages(args: argparse.Namespace) -> int:
+    """`coderunner packages sync|list`: print the runtimes and packages as JSON."""
+    from ._packages import installed, runtimes, sync
+
+    settings = settings_from(args)
+    if args.packages_command == "sync":
+        if not (settings.python_packages.strip() or settings.javascript_packages.strip()):
+            print("coderunner packages sync: python_packages and javascript_packages are "
+                  "empty: nothing to install", file=sys.stderr)  # fmt: skip
+        sync(settings, force=args.force, progress=lambda text: print(text, file=sys.stderr))
+    print(runtimes(installed(settings)).model_dump_json(indent=2))
+    return EXIT_OK
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from ._bench import main_bench
 
@@ -284,6 +326,7 @@ COMMANDS = {
     "mcp": cmd_mcp,
     "agent": cmd_agent,
     "bench": cmd_bench,
+    "packages": cmd_packages,
     **SNIPPET_COMMANDS,
 }
 
@@ -297,6 +340,9 @@ def cli_logic(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
+    except ExamplesFailed as exc:  # the command was right; the snippet did not pass
+        print(f"coderunner: {exc}", file=sys.stderr)
+        return EXIT_NOT_OK
     except InvalidRequest as exc:
         print(f"coderunner: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -14,7 +14,13 @@ from ._settings import Settings, describe_settings
 
 EXIT_OK, EXIT_NOT_OK, EXIT_USAGE = 0, 1, 2
 
-EXTENSIONS = {".py": Language.PYTHON, ".js": Language.JAVASCRIPT, ".mjs": Language.JAVASCRIPT}
+EXTENSIONS = {
+    ".py": Language.PYTHON,
+    ".js": Language.JAVASCRIPT,
+    ".mjs": Language.JAVASCRIPT,
+    ".ts": Language.TYPESCRIPT,
+    ".mts": Language.TYPESCRIPT,
+}
 
 
 class UsageError(Exception):
@@ -26,7 +32,9 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def add_settings_flags(parser: argparse.ArgumentParser) -> None:
+def add_settings_flags(parser: argparse.ArgumentParser, *, suppress: bool = False) -> None:
+    """The settings as flags.  `suppress`: for a sub-command's own copy, so that a flag
+    given after the verb counts and one given before it is not reset."""
     group = parser.add_argument_group(
         "settings", "each also read from CODERUNNER_<NAME> (e.g. CODERUNNER_MAX_TIMEOUT_MS)"
     )
@@ -37,6 +45,7 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
             type=type(default),
             metavar="TEXT" if isinstance(default, str) else "N",
             help=f"{help_text} (default: {default})",
+            default=argparse.SUPPRESS if suppress else None,
         )
 
 
@@ -95,9 +104,9 @@ def parse_inputs(pairs: list[str], inputs_file: str | None) -> dict[str, Any]:
     return inputs
 
 
-def read_schema(path: str | None) -> dict[str, Any] | None:
-    """The JSON Schema in --schema FILE, if given."""
-    return _read_json_object("--schema", path, "a JSON Schema object") if path else None
+def read_schema(path: str | None, flag: str = "--schema") -> dict[str, Any] | None:
+    """The JSON Schema in the file `flag` names, if given."""
+    return _read_json_object(flag, path, "a JSON Schema object") if path else None
 
 
 def add_secret_flags(parser: argparse.ArgumentParser) -> None:

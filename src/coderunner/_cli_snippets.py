@@ -56,7 +56,7 @@ def add_snippet_commands(sub: Any) -> None:
         description="Save a function-style snippet. Its examples run first; a save whose "
         "examples fail is refused and nothing is stored. Prints the stored version.",
     )
-    save.add_argument("file", help="the snippet's code (.py, .js, .mjs)")
+    save.add_argument("file", help="the snippet's code (.py, .js, .mjs, .ts, .mts)")
     save.add_argument("--name", required=True, help="the snippet's name, e.g. normalize-phone")
     save.add_argument("-l", "--language", choices=[lang.value for lang in Language])
     save.add_argument("--description", default=None, help="Markdown text (or --description-file)")
@@ -98,6 +98,9 @@ def add_snippet_commands(sub: Any) -> None:
     imp = verbs.add_parser("import", help="save every snippet of an exported DIR (all or nothing)")
     imp.add_argument("directory", metavar="DIR")
 
+    for verb in (save, lst, show, run, test, rm, export, imp):
+        add_settings_flags(verb, suppress=True)  # also after the verb: snippets list --data-dir
+
     history = sub.add_parser(
         "history",
         help="recent executions, or one of them with its result",
@@ -121,7 +124,7 @@ def _language_of(path: str, given: str | None) -> Language:
     suffix = Path(path).suffix
     if suffix in EXTENSIONS:
         return EXTENSIONS[suffix]
-    raise UsageError(f"cannot tell the language of {path!r}; use -l python|javascript")
+    raise UsageError(f"cannot tell the language of {path!r}; use -l python|javascript|typescript")
 
 
 def _read(path: str, flag: str) -> str:
@@ -206,8 +209,8 @@ def _spec(args: argparse.Namespace) -> SnippetSpec:
             description=description or "",
             examples=[Example.model_validate(e) for e in examples],
             tags=args.tag,
-            input_schema=read_schema(args.input_schema) if args.input_schema else None,
-            output_schema=read_schema(args.output_schema) if args.output_schema else None,
+            input_schema=read_schema(args.input_schema, "--input-schema"),
+            output_schema=read_schema(args.output_schema, "--output-schema"),
         )
     except pydantic.ValidationError as exc:
         raise UsageError(f"coderunner snippets save: {validation_message(exc.errors())}") from None

@@ -138,9 +138,22 @@ async def _probe(settings: Settings) -> tuple[dict[str, Any] | None, str]:
                 timeout_ms=20_000,
             )
         )
+        ts = await engine.execute(
+            ExecutionRequest(
+                language=Language.TYPESCRIPT,
+                code="const v: string = Deno.version.typescript;\nreturn v;",
+                timeout_ms=20_000,
+            )
+        )
     if not result.ok:
         return None, result.error.message if result.error else "probe failed"
-    js_detail = f"Deno {js.result[1]}" if js.ok else f"failed: {js.error.message}"  # type: ignore[union-attr]
+    if not js.ok:
+        js_detail = f"failed: {js.error.message}"  # type: ignore[union-attr]
+    elif not ts.ok:
+        js_detail = f"failed: Deno {js.result[1]} runs JavaScript but not TypeScript: "
+        js_detail += ts.error.message  # type: ignore[union-attr]
+    else:
+        js_detail = f"Deno {js.result[1]} (TypeScript {ts.result})"
     return result.result, js_detail
 
 

@@ -18,6 +18,8 @@ from typing import Any
 
 from ._errors import InvalidRequest, SandboxUnavailable, Saturated
 from ._models import ErrorDetail, ErrorType, ExecutionRequest, ExecutionResult, Language
+from ._packages import NO_PACKAGES, Packages, PackagesError
+from ._packages import prepare as prepare_packages
 from ._pool import WorkerPool, start_worker
 from ._runtimes.javascript import DenoWorker
 from ._runtimes.python import ForkServerGroup
@@ -29,6 +31,16 @@ from ._schema import compile_schema, schema_problems
 from ._settings import Settings
 
 log = logging.getLogger("coderunner.engine")
+
+# The runtime (and so the warm pool) of each language: TypeScript runs on the JavaScript
+# runtime, which writes it to a .ts module (the job says which), so one pool serves both.
+RUNTIMES: dict[Language, Language] = {Language.TYPESCRIPT: Language.JAVASCRIPT}
+
+
+def runtime_of(language: Language) -> Language:
+    """The language whose runtime runs `language` (its warm pool)."""
+    return RUNTIMES.get(language, language)
+
 
 # Workers that die idle (a fork server lost, a runtime killed) are replaced; a job that
 # never reached its worker runs on the next one, this many times at most.
@@ -50,8 +62,10 @@ class Engine:
         self, settings: Settings | None = None, *, warm: tuple[Language, ...] | None = None
     ) -> None:
         self.settings = settings or Settings.from_env()
-        self._warm = tuple(Language) if warm is None else warm
+        warm = tuple(Language) if warm is None else warm
+        self._warm = tuple(dict.fromkeys(runtime_of(language) for language in warm))
         self.policy: SandboxPolicy | None = None
+        self.packages: Packages = NO_PACKAGES  # the vetted packages, once started
         self._pools: dict[Language, WorkerPool] = {}
         self._statedir: str | None = None
         self._jail_filter = b""
@@ -76,7 +90,18 @@ class Engine:
                 "bubblewrap (bwrap) is not installed; install the 'bubblewrap' package"
             )
         s = self.settings
-        self.policy = build_policy(tmp_size_mb=s.tmp_size_mb, max_processes=s.max_processes)
+        try:  # installs them first only when their lists changed since the last sync
+            if s.python_packages.strip() or s.javascript_packages.strip():
+                self.packages = await asyncio.to_thread(prepare_packages, s)
+        except PackagesError as exc:
+            raise SandboxUnavailable(f"the vetted packages are not available: {exc}") from exc
+        python, javascript = self.packages.python, self.packages.javascript
+        self.policy = build_policy(
+            tmp_size_mb=s.tmp_size_mb,
+            max_processes=s.max_processes,
+            python_packages=python.dir if python else None,
+            node_modules=javascript.dir if javascript else None,
+        )
         self._jail_filter = compile_jail_filter(self.policy)
         self._statedir = tempfile.mkdtemp(prefix="coderunner-")
         child_filter_path = os.path.join(self._statedir, "child.bpf")
@@ -97,6 +122,7 @@ class Engine:
             s.python_fork_servers, self.policy,
             compile_jail_filter(self.policy, ALLOW_NAMESPACE_SETUP), child_filter_path,
             self._cgroups, self._cleanups, s.output_limit_bytes,
+            (python.modules, python.describe()) if python else ((), ()),
         )  # fmt: skip
         self._slots = asyncio.Semaphore(s.max_concurrency)
         self._started = True
@@ -128,6 +154,7 @@ class Engine:
         """The warm pool of a language.  Python lowers its memory limit per job, so its
         children serve every memory_mb; V8's heap size is fixed when Deno starts, so the
         JavaScript pool holds runtimes of the default size (see `_acquire`)."""
+        language = runtime_of(language)
         pool = self._pools.get(language)
         if pool is None:
             if language is Language.PYTHON:
@@ -151,6 +178,7 @@ class Engine:
             self._cgroups,
             self._cleanups,
             self.settings.output_limit_bytes,
+            self.packages.javascript.describe() if self.packages.javascript else (),
         )
 
     # -- execution ---------------------------------------------------------------------
@@ -235,7 +263,7 @@ class Engine:
             try:
                 result = await worker.execute(
                     request.code, {**request.inputs, **request.secrets}, timeout_ms,
-                    memory_mb, self.settings.result_limit_bytes,
+                    memory_mb, self.settings.result_limit_bytes, request.language,
                 )  # fmt: skip
                 return mask_secrets(result, request.secrets)
             except WorkerLost as exc:  # the job never started: run it on another worker
@@ -252,7 +280,8 @@ class Engine:
         return self._sandbox_error(request, "workers kept dying before their job", started)
 
     async def _acquire(self, language: Language, memory_mb: int) -> JailedProcess:
-        if language is Language.JAVASCRIPT and memory_mb != self.settings.default_memory_mb:
+        runtime = runtime_of(language)
+        if runtime is Language.JAVASCRIPT and memory_mb != self.settings.default_memory_mb:
             # V8's heap size is fixed when it starts; only the default size is kept warm
             # (a pool per size asked for would let clients pile up idle runtimes).
             return await start_worker(functools.partial(self._spawn_deno, memory_mb))
@@ -321,6 +350,18 @@ def mask_text(text: str, secrets: Mapping[str, str]) -> str:
     for value in sorted((v for v in secrets.values() if v), key=len, reverse=True):
         text = text.replace(value, SECRET_MASK)
     return text
+
+
+def mask_value(value: Any, secrets: Mapping[str, str]) -> Any:
+    """A JSON value with every secret's text masked in its strings and keys (for the copy
+    the history keeps: what a snippet returns is its answer, but it is never stored)."""
+    if isinstance(value, str):
+        return mask_text(value, secrets)
+    if isinstance(value, list):
+        return [mask_value(item, secrets) for item in value]
+    if isinstance(value, dict):
+        return {mask_text(k, secrets): mask_value(v, secrets) for k, v in value.items()}
+    return value
 
 
 def mask_secrets(result: ExecutionResult, secrets: Mapping[str, str]) -> ExecutionResult:

@@ -1,6 +1,7 @@
 """What every front-end (HTTP, MCP, the CLI, `coderunner serve`'s early path) shares.
 
-The tool definitions (`execute-python`, `execute-javascript`) for MCP's `tools/list`
+The tool definitions (`execute-python`, `execute-javascript`, `execute-typescript`) for
+MCP's `tools/list`
 and HTTP's `GET /v1/tools`; `run_tool`, the one path from a request to an
 ExecutionResult with its log line; the readable validation message; the error body of
 every refused request; and the JSON-lines logging.
@@ -33,6 +34,7 @@ from ._models import (
     Snippet,
     TimeoutMs,
 )
+from ._packages import offered as offered_packages
 from ._settings import Settings
 
 log = logging.getLogger("coderunner.executions")
@@ -41,6 +43,7 @@ log = logging.getLogger("coderunner.executions")
 TOOL_LANGUAGES: dict[str, Language] = {
     "execute-python": Language.PYTHON,
     "execute-javascript": Language.JAVASCRIPT,
+    "execute-typescript": Language.TYPESCRIPT,
 }
 
 
@@ -137,6 +140,42 @@ Exiting (process.exit, Deno.exit) instead of returning is a runtime_error.
 
 {rules}"""
 
+_TYPESCRIPT = """\
+Run a TypeScript snippet in an isolated sandbox and get its result back as JSON.
+
+TypeScript is run, not type-checked: the types are stripped and the code runs as \
+JavaScript (a type error is no error; interfaces, type aliases, generics, enums, `as` and \
+`satisfies` work). Available, as its standard library: the language built-ins, the web \
+standard APIs (crypto.subtle, crypto.randomUUID, TextEncoder/TextDecoder, URL, \
+URLSearchParams, atob/btoa, structuredClone, Intl) and Node built-ins through \
+require("crypto"), require("node:crypto") or `import` statements. Not available: npm \
+packages, fetch/network, the file system.
+
+Two snippet styles:
+1. Function style (recommended): define `main` (function, async function, or `const main \
+= (...) => ...`), with typed parameters if you like. Its parameters are filled by name \
+from `inputs` (defaults apply; a missing required one is an input_error); async functions \
+are awaited. A single destructured parameter, `function main({{ orders, rate }}: Inputs)`, \
+receives all the inputs. What `main` returns is the result.
+    interface Order {{ amount: number }}
+    function main(orders: Order[], rate: number = 1): {{ total: number }} {{
+      return {{ total: orders.reduce((s, o) => s + o.amount, 0) * rate }};
+    }}
+2. Script style: no `main`. The code is the body of an async function: every input is a \
+variable of that name and `inputs` holds them all; `return` the result (no return → \
+null); `await` works.
+    const total: number = orders.reduce((s: number, o: {{ amount: number }}) => s + o.amount, 0);
+    return {{ total }};
+
+The result is what JSON.stringify makes of the returned value (a Date becomes its ISO \
+string). Values it would drop or alter are a serialization_error naming the path: convert \
+Map (Object.fromEntries), Set ([...set]), BigInt (String(n)), and avoid NaN, Infinity, \
+functions, symbols and cycles. console.log goes to stdout, console.error to stderr. \
+Exiting (process.exit, Deno.exit) instead of returning is a runtime_error. Errors point \
+at the lines of your TypeScript source.
+
+{rules}"""
+
 _AGENT_HINT = """
 
 To have a model write the code from a goal instead, use Agent Mode: POST /v1/agent with \
@@ -153,7 +192,7 @@ _RESULT_FIELDS = {
     "stderr_truncated": "True when stderr was cut at the cap.",
     "error": "Null, or why there is no valid result: {type, name, message, line, traceback}.",
     "duration_ms": "Time the snippet ran, in milliseconds.",
-    "language": "python or javascript.",
+    "language": "python, javascript or typescript.",
     "execution_id": "This execution's id (it is in the service's log line too).",
 }
 
@@ -190,7 +229,8 @@ def _result_schema() -> dict[str, Any]:
 
 
 def _input_schema(language: Language, settings: Settings) -> dict[str, Any]:
-    lang = "Python" if language is Language.PYTHON else "JavaScript"
+    names = {Language.PYTHON: "Python", Language.TYPESCRIPT: "TypeScript"}
+    lang = names.get(language, "JavaScript")
     return {
         "type": "object",
         "properties": {
@@ -244,18 +284,56 @@ def tool_definitions(settings: Settings, *, agent_hint: bool = False) -> list[di
         memory_mb=settings.default_memory_mb,
         max_memory_mb=settings.max_memory_mb,
     )
-    texts = {Language.PYTHON: _PYTHON, Language.JAVASCRIPT: _JAVASCRIPT}
+    texts = {
+        Language.PYTHON: _PYTHON,
+        Language.JAVASCRIPT: _JAVASCRIPT,
+        Language.TYPESCRIPT: _TYPESCRIPT,
+    }
+    python_packages, javascript_packages = offered_packages(settings)
+    with_packages = {
+        Language.PYTHON: python_packages,
+        Language.JAVASCRIPT: javascript_packages,
+        Language.TYPESCRIPT: javascript_packages,
+    }
     output_schema = _result_schema()
     return [
         {
             "name": name,
-            "description": texts[language].format(rules=rules)
+            "description": _name_packages(
+                texts[language].format(rules=rules), language, with_packages[language]
+            )
             + (_AGENT_HINT if agent_hint else ""),
             "input_schema": _input_schema(language, settings),
             "output_schema": copy.deepcopy(output_schema),
         }
         for name, language in TOOL_LANGUAGES.items()
     ]
+
+
+_NO_PIP = "Not available: pip packages (no numpy, pandas, requests)."
+_NO_NPM = "Not available: npm packages, fetch/network, the file system."
+_NO_PACKAGES = "no third-party packages;"
+
+
+def _name_packages(description: str, language: Language, packages: tuple[str, ...]) -> str:
+    """A tool's description naming the vetted packages its snippets can import."""
+    if not packages:
+        return description
+    listed = "; ".join(packages) if language is Language.PYTHON else ", ".join(packages)
+    if language is Language.PYTHON:
+        text = (
+            f"Installed third-party packages (import them as usual): {listed}. Nothing "
+            "else can be installed (no pip)."
+        )
+        description = description.replace(_NO_PIP, text)
+    else:
+        first = packages[0].rsplit("@", 1)[0] if "@" in packages[0][1:] else packages[0]
+        text = (
+            f'Installed npm packages (import x from "{first}" or require("{first}")): '
+            f"{listed}. Not available: other npm packages, fetch/network, the file system."
+        )
+        description = description.replace(_NO_NPM, text)
+    return description.replace(_NO_PACKAGES, "no third-party packages but those named above;")
 
 
 # -- requests: validation messages, error bodies ---------------------------------------

@@ -54,14 +54,16 @@ from ._frontend import (
     tool_definitions,
     validation_message,
 )
+from ._http_console import CONSOLE_PATHS, add_console_routes
 from ._http_errors import ERROR_RESPONSES as _ERROR_RESPONSES
 from ._http_errors import ErrorBody
 from ._http_errors import error_response as _error_response
 from ._http_library import add_library_routes
-from ._library import Library
+from ._library import Library, check_name
 from ._mcp import build_server, streamable_http_manager
 from ._metrics import Metrics
 from ._models import ExecutionRequest, ExecutionResult, Language
+from ._packages import RuntimesInfo, runtimes
 from ._settings import Settings
 from ._version import __version__
 
@@ -69,8 +71,11 @@ __all__ = ["create_app"]
 
 log = logging.getLogger("coderunner.http")
 
-# Paths open without an API key: liveness, and the API's own documentation.
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
+# Paths open without an API key: liveness, the API's own documentation, and the web
+# console's page and assets (the page asks for the key and sends it with its API calls).
+OPEN_PATHS = frozenset(
+    {"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json", *CONSOLE_PATHS}
+)
 
 
 # -- the guard: API keys, then the body limit --------------------------------------------
@@ -165,7 +170,7 @@ class _Guard:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        if scope["method"] == "POST" and scope["path"].startswith("/v1/"):
+        if scope["method"] in ("POST", "PUT") and scope["path"].startswith("/v1/"):
             # JSON in, whatever the client called it (curl -d says form-urlencoded).
             headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
             scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
@@ -350,6 +355,20 @@ def create_app(
                     snippets.append(snippet_tool_definition(await library.get(summary.name)))
         return ToolList.model_validate({"tools": [*builtin_tools, *snippets]})
 
+    @app.get(
+        "/v1/runtimes",
+        response_model=RuntimesInfo,
+        responses={401: _ERROR_RESPONSES[401]},
+        dependencies=security,
+        tags=["service"],
+        summary="Languages, runtime versions and installed packages",
+    )
+    async def get_runtimes() -> RuntimesInfo:
+        """Each language, the runtime that runs it (Python's version; Deno's, with its V8
+        and TypeScript versions) and the vetted packages its snippets can import, with
+        their versions (`python_packages`, `javascript_packages`)."""
+        return await asyncio.to_thread(runtimes, get_engine().packages)
+
     @app.get("/healthz", response_model=Health, tags=["service"], summary="Liveness")
     async def healthz() -> Health:
         """Always 200 while the server runs (no API key needed)."""
@@ -405,15 +424,18 @@ def create_app(
     )
     async def post_agent(body: AgentRequest) -> Any:
         """Run an agent: the model writes a snippet, it runs until the result validates."""
+        if body.save_as:
+            check_name(body.save_as)  # a bad name is refused before the model is asked
         try:
             answer = await run_agent(get_engine(), body, llm_config or LLMConfig.from_env())
         except AgentNotConfigured as exc:
             return _error_response(503, "agent_not_configured", str(exc))
-        if body.save_as and answer.ok:
+        if body.save_as and answer.ok:  # (its name was checked before the model ran)
             await get_library().save_agent_result(body, answer)
         return answer
 
     add_library_routes(app, get_library, security, log_inputs=log_inputs, metrics=metrics)
+    add_console_routes(app)  # the web console: GET / and /console/*
 
     # MCP over streamable HTTP, behind the same guard as the rest.
     app.router.routes.append(
@@ -497,8 +519,9 @@ files, hard limits on time, memory, processes and output) and returns their resu
 
 * `POST /v1/execute` runs `{language, code, inputs?, timeout_ms?, memory_mb?,
   output_schema?}` and answers 200 with an ExecutionResult for every outcome of the snippet.
-* `POST /v1/tools/execute-python` and `/v1/tools/execute-javascript` are the same without
-  `language`; `GET /v1/tools` describes both for an LLM.
+* `POST /v1/tools/execute-python`, `/v1/tools/execute-javascript` and
+  `/v1/tools/execute-typescript` are the same without `language`; `GET /v1/tools`
+  describes them for an LLM.
 * MCP (streamable HTTP) is served at `/mcp`.
 
 Errors of the request itself are `{"error": {"type", "message"}}` with 401, 413, 422 or

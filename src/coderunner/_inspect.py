@@ -71,7 +71,23 @@ JavaScript:
     right after a closing parenthesis (`if (x) /re/.test(s)`) is misread; a regular
     expression literal is only recognised when it ends on its own line (else the `/` is
     taken for division).  Unicode escapes in identifiers (`\\u0061`) are not decoded.
-    HTML-like comments (`<!--`) are not comments.  TypeScript syntax is not understood.
+    HTML-like comments (`<!--`) are not comments.
+
+TypeScript: read as JavaScript (the same scanner, the same `main` forms), with its type
+syntax skipped where `main` is declared and read where it says something simple:
+  - `function main<T>(...)`, `const main: Type = ...`, arrow functions with type
+    parameters (`<T,>(x: T) => x`) and return types (`(x: number): number => ...`).
+  - Parameters `name: Type`, `name?: Type` (optional, as the runner binds it: a missing
+    input is `undefined`), `{ a, b }: Type` and `...rest: Type[]`; `this: Type` is no
+    input.  Commas inside `<...>` do not split parameters.
+  - Types are read with the JSDoc type reader above (string, number, boolean, null,
+    undefined, T[], Array<T>, Record<K, V>, object literal types `{ a: string; b?: number }`
+    with `;`, `,` or line breaks between members, unions and literal types); a type
+    annotation wins over a JSDoc `{type}`.  Names declared at the top level by
+    `interface Name { ... }` and `type Name = ...` are substituted (a few levels deep, no
+    recursion; `extends` is not followed); anything else (enums, classes, generics'
+    parameters, tuples, `keyof`, mapped and conditional types) is `{}`.
+  - Nothing is type-checked, and TypeScript-only syntax errors are not looked for.
 
 Text taken from the source (descriptions, annotations, keys) keeps no lone surrogate: one
 becomes U+FFFD, so the result always encodes as UTF-8 JSON.
@@ -81,6 +97,7 @@ from __future__ import annotations
 
 import ast
 import bisect
+import itertools
 import json
 import math
 import re
@@ -147,9 +164,10 @@ def inspect_snippet(code: str, language: Language) -> Inspection | ErrorDetail:
     A snippet that does not parse gives the same ErrorDetail (type syntax_error, name,
     message, 1-based line) an execution of it would, as far as parsing finds it.
     """
-    if Language(language) is Language.PYTHON:
+    language = Language(language)
+    if language is Language.PYTHON:
         return _inspect_python(code)
-    return _inspect_javascript(code)
+    return _inspect_javascript(code, typescript=language is Language.TYPESCRIPT)
 
 
 # ---- shared ------------------------------------------------------------------------------
@@ -892,6 +910,7 @@ _JS_BEFORE_EXPRESSION = frozenset(
      "do", "else", "yield", "await", "extends"}
 )  # fmt: skip
 _JS_CLOSERS = {"(": ")", "[": "]", "{": "}"}
+_ASCII_DIGITS = frozenset("0123456789")  # (str.isdigit is true of "²", which \d is not)
 
 
 def _line_of(code: str, pos: int) -> int:
@@ -993,7 +1012,7 @@ def _js_scan(code: str) -> tuple[list[_Tok], list[tuple[int, int]]]:
             templates += 1
             pos += 1
             continue
-        elif ch.isdigit() or (ch == "." and code[pos + 1 : pos + 2].isdigit()):
+        elif ch in _ASCII_DIGITS or (ch == "." and code[pos + 1 : pos + 2] in _ASCII_DIGITS):
             number = _JS_NUMBER.match(code, pos)
             assert number is not None
             tail = _JS_NAME.match(code, number.end())  # e.g. 1px: one (bad) token, not two
@@ -1045,14 +1064,14 @@ def _js_scan(code: str) -> tuple[list[_Tok], list[tuple[int, int]]]:
 # ---- JavaScript: main, its parameters and its JSDoc --------------------------------------
 
 
-def _inspect_javascript(code: str) -> Inspection | ErrorDetail:
+def _inspect_javascript(code: str, typescript: bool = False) -> Inspection | ErrorDetail:
     try:
         tokens, comments = _js_scan(code)
     except _JsSyntaxError as exc:
         return ErrorDetail(
             type=ErrorType.SYNTAX_ERROR, name="SyntaxError", message=exc.message, line=exc.line
         )
-    return _JsModule(code, tokens, comments).inspection()
+    return _JsModule(code, tokens, comments, typescript).inspection()
 
 
 _LINE_BREAKS = re.compile(r"[\n\r\u2028\u2029]")
@@ -1066,21 +1085,63 @@ def _is_name(tok: _Tok | None, text: str | None = None) -> bool:
     return tok is not None and tok.kind == "name" and (text is None or tok.text == text)
 
 
-def _split(tokens: list[_Tok], sep: str = ",") -> list[list[_Tok]]:
-    """Split at `sep` outside brackets; empty parts (a trailing comma) are dropped."""
+def _split(tokens: list[_Tok], sep: str = ",", angles: bool = False) -> list[list[_Tok]]:
+    """Split at `sep` outside brackets (and, with `angles`, outside TypeScript's `<...>`);
+    empty parts (a trailing comma) are dropped."""
     parts: list[list[_Tok]] = [[]]
     depth = 0
+    angle = 0
     for tok in tokens:
         if tok.kind == "punct":
             if tok.text in _JS_CLOSERS:
                 depth += 1
             elif tok.text in (")", "]", "}"):
                 depth -= 1
-            elif tok.text == sep and depth == 0:
+            elif angles and tok.text == "<":
+                angle += 1
+            elif angles and tok.text in (">", ">>", ">>>"):
+                angle = max(angle - len(tok.text), 0)
+            elif tok.text == sep and depth == 0 and angle == 0:
                 parts.append([])
                 continue
         parts[-1].append(tok)
     return [p for p in parts if p]
+
+
+def _closing_index(tokens: list[_Tok], i: int) -> int:
+    """The index in `tokens` of the bracket closing tokens[i] (the last index if none)."""
+    depth = 0
+    for j in range(i, len(tokens)):
+        if tokens[j].kind == "punct":
+            if tokens[j].text in _JS_CLOSERS:
+                depth += 1
+            elif tokens[j].text in (")", "]", "}"):
+                depth -= 1
+                if depth == 0:
+                    return j
+    return len(tokens) - 1
+
+
+def _ts_target(target: list[_Tok]) -> tuple[list[_Tok], bool, list[_Tok] | None]:
+    """A TypeScript parameter (its default split off) as (the JavaScript binding, whether
+    `?` marks it optional, the tokens of its type annotation or None)."""
+    i = 1 if target and _is_punct(target[0], "...") else 0
+    first = target[i] if i < len(target) else None
+    if first is None:
+        return target, False, None
+    if first.kind == "punct" and first.text in ("{", "["):
+        end = _closing_index(target, i)
+    elif first.kind == "name":
+        end = i
+    else:
+        return target, False, None
+    binding, rest = target[: end + 1], target[end + 1 :]
+    optional = bool(rest) and _is_punct(rest[0], "?")
+    if optional:
+        rest = rest[1:]
+    if rest and _is_punct(rest[0], ":") and len(rest) > 1:
+        return binding, optional, rest[1:]
+    return binding, optional, None
 
 
 def _split_default(tokens: list[_Tok]) -> tuple[list[_Tok], list[_Tok] | None]:
@@ -1107,11 +1168,19 @@ class _DocParam:
 
 
 class _JsModule:
-    def __init__(self, code: str, tokens: list[_Tok], comments: list[tuple[int, int]]) -> None:
+    def __init__(
+        self,
+        code: str,
+        tokens: list[_Tok],
+        comments: list[tuple[int, int]],
+        typescript: bool = False,
+    ) -> None:
         self.code = code
         self.tokens = tokens
         self.comments = comments
         self.comment_starts = [start for start, _ in comments]
+        self.typescript = typescript
+        self._aliases: dict[str, str] | None = None  # TypeScript: top-level named types
 
     def tok(self, i: int) -> _Tok | None:
         return self.tokens[i] if 0 <= i < len(self.tokens) else None
@@ -1183,16 +1252,55 @@ class _JsModule:
             if _LINE_BREAKS.search(between) is None:
                 j += 1
         if _is_name(self.tok(j), "function"):
-            if _is_name(self.tok(j + 1), "main") and _is_punct(self.tok(j + 2), "("):
-                return ("params", j + 2)
+            k = self.skip_type_parameters(j + 2)
+            if _is_name(self.tok(j + 1), "main") and _is_punct(self.tok(k), "("):
+                return ("params", k)
             return None  # another function, or a generator (function* main)
-        if (
-            self.tokens[j].text in ("const", "let", "var")
-            and _is_name(self.tok(j + 1), "main")
-            and _is_punct(self.tok(j + 2), "=")
-        ):
-            return self.function_value(j + 3)
+        if self.tokens[j].text in ("const", "let", "var") and _is_name(self.tok(j + 1), "main"):
+            k = j + 2
+            if self.typescript and _is_punct(self.tok(k), ":"):
+                k = self.skip_type(k + 1, "=")  # const main: (x: number) => number = ...
+            if _is_punct(self.tok(k), "="):
+                return self.function_value(k + 1)
         return None
+
+    def skip_type_parameters(self, k: int) -> int:
+        """TypeScript: the index past the type parameters `<...>` at k (k when none)."""
+        if not self.typescript or not _is_punct(self.tok(k), "<"):
+            return k
+        depth = 0
+        while k < len(self.tokens):
+            tok = self.tokens[k]
+            if tok.kind == "punct":
+                if tok.text in _JS_CLOSERS:
+                    k = self.matching(k) + 1
+                    continue
+                if tok.text == "<":
+                    depth += 1
+                elif tok.text in (">", ">>", ">>>"):
+                    depth -= len(tok.text)
+                    if depth <= 0:
+                        return k + 1
+                elif tok.text in (";", ")", "]", "}"):
+                    return k
+            k += 1
+        return k
+
+    def skip_type(self, k: int, stop: str) -> int:
+        """TypeScript: the index of the punctuator `stop` that ends the type starting at k
+        (outside brackets), or of whatever closes the enclosing bracket first."""
+        while k < len(self.tokens):
+            tok = self.tokens[k]
+            if tok.kind == "punct":
+                if tok.text == stop:
+                    return k
+                if tok.text in _JS_CLOSERS:
+                    k = self.matching(k) + 1
+                    continue
+                if tok.text in (")", "]", "}", ";"):
+                    return k
+            k += 1
+        return k
 
     def function_value(self, k: int) -> object:
         if _is_name(self.tok(k), "async") and not _is_punct(self.tok(k + 1), "=>"):
@@ -1201,10 +1309,14 @@ class _JsModule:
             k += 1
             if _is_name(self.tok(k)):
                 k += 1
+            k = self.skip_type_parameters(k)
             return ("params", k) if _is_punct(self.tok(k), "(") else _UNKNOWN
+        k = self.skip_type_parameters(k)  # TypeScript: <T,>(x: T) => x
         if _is_punct(self.tok(k), "("):
-            close = self.matching(k)
-            return ("params", k) if _is_punct(self.tok(close + 1), "=>") else _UNKNOWN
+            after = self.matching(k) + 1
+            if self.typescript and _is_punct(self.tok(after), ":"):
+                after = self.skip_type(after + 1, "=>")  # a return type
+            return ("params", k) if _is_punct(self.tok(after), "=>") else _UNKNOWN
         if _is_name(self.tok(k)) and _is_punct(self.tok(k + 1), "=>"):
             return ("bare", k)
         return _UNKNOWN
@@ -1235,8 +1347,15 @@ class _JsModule:
         if kind == "bare":
             name = self.tokens[index].text
             return _build([_js_param(name, None, by_name.get(name))], open_=False)
-        parts = _split(self.tokens[index + 1 : self.matching(index)])
+        parts = _split(self.tokens[index + 1 : self.matching(index)], angles=self.typescript)
         targets = [_split_default(part) for part in parts]
+        # TypeScript: each binding's `?` and type annotation, split off (`this` is no input).
+        typed: list[tuple[bool, list[_Tok] | None]] = [(False, None)] * len(targets)
+        if self.typescript:
+            targets = [t for t in targets if not (t[0] and _is_name(t[0][0], "this"))]
+            split = [(_ts_target(target), default) for target, default in targets]
+            targets = [(binding, default) for (binding, _, _), default in split]
+            typed = [(optional, annotation) for (_, optional, annotation), _ in split]
         if len(targets) == 1 and _is_punct(targets[0][0][0] if targets[0][0] else None, "["):
             return _unknown_parameters()  # one destructured array: it would get the inputs
         plain = {
@@ -1249,17 +1368,115 @@ class _JsModule:
             if not target:
                 continue
             first = target[0]
+            optional, annotation = typed[position]
             if _is_punct(first, "..."):
                 open_ = True  # a rest parameter; nothing can follow it
                 break
             if _is_punct(first, "{") and _is_punct(target[-1], "}"):
                 root = _doc_root(position, top_docs, docs, plain)
-                keys, rest = self.object_pattern(target[1:-1], default is not None, root, by_name)
+                record = self.type_schema(annotation)[0] if annotation else None
+                keys, rest = self.object_pattern(
+                    target[1:-1], default is not None or optional, root, by_name, record
+                )
                 params.extend(keys)
                 open_ = open_ or rest
             elif len(target) == 1 and _is_name(first):
-                params.append(_js_param(first.text, default, by_name.get(first.text)))
+                typed_as = None
+                if annotation:
+                    typed_as = (self.type_text(annotation), self.type_schema(annotation)[0])
+                p = _js_param(first.text, default, by_name.get(first.text), typed=typed_as)
+                if optional:
+                    p.required = False  # the runner passes undefined for a missing `x?`
+                params.append(p)
         return _build(params, open_)
+
+    # -- TypeScript types ----------------------------------------------------------------
+
+    def type_text(self, tokens: list[_Tok]) -> str:
+        """A type annotation's source text, comments dropped, and `;` put between the
+        members of object types written one a line (so the JSDoc type reader takes it)."""
+        pieces = [tokens[0].text]
+        braces: list[str] = [tokens[0].text] if tokens[0].text in _JS_CLOSERS else []
+        for prev, tok in itertools.pairwise(tokens):
+            gap = self.code[prev.end : tok.start]
+            if (
+                braces
+                and braces[-1] == "{"
+                and _LINE_BREAKS.search(gap)
+                and prev.text not in ("{", ";", ",", "|", "&", ":", "?")
+                and tok.text not in ("}", "|", "&", ";", ",")
+            ):
+                pieces.append(";")
+            pieces.append(" " if gap else "")
+            pieces.append(tok.text)
+            if tok.kind == "punct":
+                if tok.text in _JS_CLOSERS:
+                    braces.append(tok.text)
+                elif tok.text in (")", "]", "}") and braces:
+                    braces.pop()
+        return "".join(pieces)
+
+    def type_schema(self, tokens: list[_Tok]) -> tuple[JsonSchema, bool]:
+        """A type annotation as a JSON Schema (and whether it admits undefined), the
+        snippet's own top-level interfaces and type aliases substituted."""
+        text = self.type_text(tokens)
+        aliases = self.aliases()
+
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(2)
+            return f"({aliases[name]})" if name in aliases else match.group(0)
+
+        for _ in range(_TS_ALIAS_DEPTH):
+            substituted = _TS_NAME.sub(substitute, text)
+            if substituted == text or len(substituted) > _TS_MAX_TYPE_CHARS:
+                break
+            text = substituted
+        return _jsdoc_type(text)
+
+    def aliases(self) -> dict[str, str]:
+        """Top-level `interface Name { ... }` and `type Name = ...`: name → type text."""
+        if self._aliases is not None:
+            return self._aliases
+        found: dict[str, str] = {}
+        depth = 0
+        for i, tok in enumerate(self.tokens):
+            if tok.kind == "punct":
+                if tok.text in _JS_CLOSERS:
+                    depth += 1
+                elif tok.text in (")", "]", "}"):
+                    depth -= 1
+                continue
+            if depth or tok.kind != "name" or not self.starts_statement(i):
+                continue
+            name = self.tok(i + 1)
+            if not _is_name(name) or name is None:
+                continue
+            if tok.text == "interface" and _is_punct(self.tok(i + 2), "{"):
+                close = self.matching(i + 2)
+                found.setdefault(name.text, self.type_text(self.tokens[i + 2 : close + 1]))
+            elif tok.text == "type" and _is_punct(self.tok(i + 2), "="):
+                end = self.alias_end(i + 3)
+                if end > i + 3:
+                    found.setdefault(name.text, self.type_text(self.tokens[i + 3 : end]))
+        self._aliases = found
+        return found
+
+    def alias_end(self, k: int) -> int:
+        """The end of the type of `type Name = ...` starting at k: a `;`, or a line break
+        that no `|` or `&` continues, outside brackets."""
+        end = k
+        while end < len(self.tokens) and not _is_punct(self.tokens[end], ";"):
+            tok = self.tokens[end]
+            if end > k:
+                prev = self.tokens[end - 1]
+                continued = tok.text in ("|", "&") or prev.text in ("|", "&")
+                if not continued and _LINE_BREAKS.search(self.code[prev.end : tok.start]):
+                    break  # the next statement
+            if tok.kind == "punct" and tok.text in _JS_CLOSERS:
+                end = self.matching(end) + 1
+                continue
+            end += 1
+        return end
 
     def object_pattern(
         self,
@@ -1267,8 +1484,10 @@ class _JsModule:
         pattern_default: bool,
         root: str | None,
         by_name: dict[str, _DocParam],
+        typed: JsonSchema | None = None,
     ) -> tuple[list[_Param], bool]:
-        """The keys of a destructured object parameter (they are input names)."""
+        """The keys of a destructured object parameter (they are input names); `typed`:
+        its TypeScript type, read like a JSDoc record type of the parameter."""
         subs: dict[str, _DocParam] = {}
         record: JsonSchema = {}
         if root is not None:
@@ -1279,6 +1498,8 @@ class _JsModule:
             root_doc = by_name.get(root)
             if root_doc is not None and root_doc.type_text:
                 record = _jsdoc_type(root_doc.type_text)[0]
+        if typed:
+            record = typed
         record_properties = record.get("properties", {})
         record_required = record.get("required", [])
         params: list[_Param] = []
@@ -1317,6 +1538,13 @@ class _JsModule:
 
 
 _DECLARATION_STARTS = frozenset({"function", "async", "const", "let", "var"})
+# TypeScript type names in a type's text (quoted literals skipped; `name:` and `name?:`
+# are an object type's keys), and how far their definitions are substituted.
+_TS_NAME = re.compile(
+    r"""("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|(?<![.\w$])([A-Za-z_$][\w$]*)(?![\w$])(?!\s*\??\s*:)"""
+)
+_TS_ALIAS_DEPTH = 4
+_TS_MAX_TYPE_CHARS = 20_000
 
 
 def _property_key(tok: _Tok) -> str | None:
@@ -1348,9 +1576,11 @@ def _js_param(
     doc: _DocParam | None,
     keyed: bool = False,
     pattern_default: bool = False,
+    typed: tuple[str, JsonSchema] | None = None,
 ) -> _Param:
     """One input.  A plain parameter is required unless it has a default (the runner
-    refuses the call otherwise); a destructured key also when its JSDoc says optional."""
+    refuses the call otherwise); a destructured key also when its JSDoc says optional.
+    `typed`: a TypeScript annotation's text and schema, which win over JSDoc's."""
     p = _Param(name=name, required=default is None and not pattern_default)
     if default is not None:
         ok, value = _js_literal(default)
@@ -1369,6 +1599,10 @@ def _js_param(
             ok, value = _js_literal_text(doc.default_text)
             if ok:
                 p.has_default, p.default = True, value
+    if typed is not None:
+        p.annotation = typed[0]
+        if typed[1] or doc_schema is None:
+            doc_schema = typed[1]
     if doc_schema is not None:
         p.schema = doc_schema
     elif p.has_default:

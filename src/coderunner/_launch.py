@@ -18,7 +18,7 @@ from typing import Any
 
 from ._engine import Engine
 from ._errors import CodeRunnerError
-from ._frontend import configure_logging, error_body, logging_config, run_tool
+from ._frontend import TOOL_LANGUAGES, configure_logging, error_body, logging_config, run_tool
 from ._models import ExecutionRequest, Language
 from ._settings import Settings
 
@@ -159,10 +159,9 @@ class DeferredApp:
         await self._app(scope, receive, send)
 
 
-_EARLY_PATHS = {
+_EARLY_PATHS: dict[str, Language | None] = {
     "/v1/execute": None,
-    "/v1/tools/execute-python": Language.PYTHON,
-    "/v1/tools/execute-javascript": Language.JAVASCRIPT,
+    **{f"/v1/tools/{name}": language for name, language in TOOL_LANGUAGES.items()},
 }
 
 

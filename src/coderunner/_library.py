@@ -15,6 +15,7 @@ It never stops plain executions: when its database is down, library calls raise
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import hashlib
 import json
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from jsonschema.validators import Draft202012Validator
 
 from ._agent import AgentRequest, AgentResult
-from ._engine import Engine, mask_text, new_execution_id
+from ._engine import Engine, mask_text, mask_value, new_execution_id
 from ._errors import ExamplesFailed, InvalidRequest, NotFound, StoreUnavailable
 from ._inspect import Inspection, inspect_snippet
 from ._models import (
@@ -60,7 +61,7 @@ log = logging.getLogger("coderunner.library")
 _NAME = re.compile(SNIPPET_NAME_PATTERN)
 # A store that could not be opened is tried again at most this often.
 _REOPEN_INTERVAL_S = 2.0
-EXTENSIONS = {Language.PYTHON: ".py", Language.JAVASCRIPT: ".js"}
+EXTENSIONS = {Language.PYTHON: ".py", Language.JAVASCRIPT: ".js", Language.TYPESCRIPT: ".ts"}
 
 
 def check_name(name: str) -> None:
@@ -153,6 +154,7 @@ class Library:
         self._history: HistoryWriter | None = None
         self._opening = asyncio.Lock()
         self._last_attempt = -math.inf
+        self._reopening: asyncio.Future[None] | None = None
         self.problem: str | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -225,7 +227,13 @@ class Library:
         result already has them masked.
         """
         if self._history is None:
+            self._reopen_soon()  # a store that was down when we started may be back
             return
+        if any(request.secrets.values()) and result.ok:
+            # The answer went out as it was; the history never keeps a secret.
+            result = result.model_copy(
+                update={"result": mask_value(result.result, request.secrets)}
+            )
         now = datetime.datetime.now(datetime.UTC)
         started = now - datetime.timedelta(milliseconds=result.duration_ms)
         self._history.submit(
@@ -243,6 +251,19 @@ class Library:
                 inputs=dict(inputs) if inputs is not None else None,
             )
         )
+
+    def _reopen_soon(self) -> None:
+        """Try to open the store in the background (at most every few seconds)."""
+        if self._reopening is not None and not self._reopening.done():
+            return
+        if time.monotonic() - self._last_attempt < _REOPEN_INTERVAL_S:
+            return
+
+        async def reopen() -> None:
+            with contextlib.suppress(StoreUnavailable):
+                await self._get_store()
+
+        self._reopening = asyncio.ensure_future(reopen())
 
     async def executions(
         self, *, snippet: str | None = None, limit: int = 50

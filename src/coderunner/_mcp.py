@@ -1,4 +1,4 @@
-"""The MCP server of the two tools (`execute-python`, `execute-javascript`).
+"""The MCP server of the tools `execute-python`, `execute-javascript`, `execute-typescript`.
 
 The official SDK's low-level `Server`, served on stdio by `coderunner mcp` and over
 streamable HTTP at `/mcp` by `coderunner serve`.  Tool definitions and `run_tool` come
@@ -58,6 +58,13 @@ def _error_result(message: str) -> mcp_types.CallToolResult:
     )
 
 
+_TITLES = {
+    "execute-python": "Run Python",
+    "execute-javascript": "Run JavaScript",
+    "execute-typescript": "Run TypeScript",
+}
+
+
 def build_server(
     get_engine: Callable[[], Engine],
     settings: Settings,
@@ -71,7 +78,7 @@ def build_server(
     tools = [
         mcp_types.Tool(
             name=d["name"],
-            title="Run Python" if d["name"] == "execute-python" else "Run JavaScript",
+            title=_TITLES.get(d["name"], d["name"]),
             description=d["description"],
             input_schema=d["input_schema"],
             output_schema=d["output_schema"],
@@ -161,8 +168,9 @@ def build_server(
         "coderunner",
         version=__version__,
         title="Code Runner",
-        instructions="Run short Python and JavaScript snippets in a sandbox and get JSON "
-        "back: call execute-python or execute-javascript with the code and its inputs, or "
+        instructions="Run short Python, JavaScript and TypeScript snippets in a sandbox and "
+        "get JSON back: call execute-python, execute-javascript or execute-typescript with "
+        "the code and its inputs, or "
         "a library snippet's tool (its own name) with its inputs.",
         on_list_tools=list_tools,
         on_call_tool=call_tool,

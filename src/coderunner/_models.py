@@ -7,7 +7,13 @@ import datetime
 from enum import Enum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 MIN_MEMORY_MB = 32  # below this V8 cannot even start
 
@@ -47,6 +53,7 @@ class Language(str, Enum):
 
     PYTHON = "python"
     JAVASCRIPT = "javascript"
+    TYPESCRIPT = "typescript"  # runs on the JavaScript runtime (Deno strips the types)
 
 
 class ErrorType(str, Enum):
@@ -140,9 +147,22 @@ class Example(BaseModel):
     def has_expected(self) -> bool:
         return "expected" in self.model_fields_set
 
+    @model_serializer(mode="wrap")
+    def _without_unset_expected(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # An example without `expected` is shown without it (not as `expected: null`,
+        # which means "must return null"), so a snippet read back saves as it was.
+        data = handler(self)
+        if isinstance(data, dict) and not self.has_expected:
+            data.pop("expected", None)
+        return data
+
     def stored(self) -> dict[str, Any]:
-        """As JSON, keeping whether `expected` was given."""
-        return self.model_dump(mode="json", exclude_unset=True)
+        """As JSON, in one canonical form: `name` only when there is one, `expected` only
+        when it was given (null included)."""
+        data = self.model_dump(mode="json")
+        if self.name is None:
+            del data["name"]
+        return data
 
 
 class SnippetSpec(BaseModel):

@@ -73,6 +73,17 @@ class Settings:
         "in data_dir).",
     )
     history_limit: int = _setting(10_000, "Executions kept in the history (the oldest go).")
+    python_packages: str = _setting(
+        "",
+        "Vetted pip packages snippets may import, comma-separated requirement specifiers "
+        "(e.g. python-dateutil==2.9.0.post0); installed into data_dir by `coderunner "
+        "packages sync` (or at start-up when the list changed).",
+    )
+    javascript_packages: str = _setting(
+        "",
+        "Vetted npm packages snippets may import, comma-separated, at exact versions "
+        "(e.g. lodash@4.17.21); installed like python_packages.",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -113,6 +124,13 @@ class Settings:
             )
         if self.default_memory_mb > self.max_memory_mb:
             raise InvalidRequest("default_memory_mb is larger than max_memory_mb")
+        if self.database_url and not self.database_url.startswith(
+            ("postgresql://", "postgres://", "postgresql+psycopg://", "sqlite:///")
+        ):
+            raise InvalidRequest(
+                "database_url must be a postgresql://... URL (or sqlite:///path); "
+                "leave it empty for SQLite in data_dir"
+            )
         if self.max_concurrency < 1:
             raise InvalidRequest("max_concurrency must be at least 1")
 

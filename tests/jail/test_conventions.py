@@ -220,6 +220,10 @@ def test_js_require_crypto(module):
         ("javascript", "function main(a) {\n  return a +;\n}", 2),
         ("javascript", "const x = 1;\n\nlet x = 2;", 3),
         ("javascript", 'import { createHash } from "node:crypto";\nreturn (;', 2),
+        ("typescript", "let a: number = 1;\nlet b = ;\n", 2),
+        ("typescript", "function main(a: number): number {\n  return a +;\n}", 2),
+        ("typescript", "interface A { x: number }\n\nlet b: = 2;", 3),
+        ("typescript", 'import { createHash } from "node:crypto";\nreturn (;', 2),
     ],
 )
 def test_syntax_error_with_line(language, code, line):
@@ -245,6 +249,13 @@ def test_syntax_error_with_line(language, code, line):
         ("javascript", "const x = 1;\n\nnew Array(-1);", "RangeError", 3),
         ("javascript", "function main() {\n  return JSON.parse('{');\n}", "SyntaxError", 2),
         ("javascript", "const x = 1;\nundefinedVariable + 1;", "ReferenceError", 2),
+        ("typescript", "const x: number = 1;\nconst o: any = null;\no.foo;", "TypeError", 3),
+        (
+            "typescript",
+            "interface D { a: number }\nfunction main(d: D) {\n  return JSON.parse('{');\n}",
+            "SyntaxError",
+            3,
+        ),
     ],
 )
 def test_runtime_error_name_and_line(language, code, name, line):
@@ -717,3 +728,138 @@ def test_async_api_returns_the_same_result():
 
     result = asyncio.run(coderunner.arun("1 + 1", "python"))
     assert ok(result) == 2
+
+
+# -- TypeScript: the JavaScript conventions, types stripped and never checked ---------------
+
+
+def run_ts(code: str, **kwargs) -> coderunner.ExecutionResult:
+    return coderunner.run(code, "typescript", **kwargs)
+
+
+def test_ts_typed_main_bound_by_name():
+    code = (
+        "interface Order {\n"
+        "  amount: number;\n"
+        "}\n"
+        "function main(orders: Order[], rate: number = 1): { total: number } {\n"
+        "  return { total: orders.reduce((s: number, o: Order) => s + o.amount, 0) * rate };\n"
+        "}\n"
+    )
+    orders = [{"amount": 1.5}, {"amount": 2.25}]
+    result = run_ts(code, inputs={"orders": orders})
+    assert ok(result) == {"total": 3.75}
+    assert result.language is coderunner.Language.TYPESCRIPT
+    assert ok(run_ts(code, inputs={"rate": 2, "orders": orders})) == {"total": 7.5}
+    error = failed(run_ts(code, inputs={"rate": 2}), "input_error")
+    assert "orders" in error.message
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "function main<T>(items: T[], n: number): T[] {\n  return items.slice(0, n);\n}",
+        "const main = async <T,>(items: T[], n: number): Promise<T[]> => items.slice(0, n);",
+        "const main: (items: number[], n: number) => number[] = (items, n) => items.slice(0, n);",
+        "type In = { items: number[]; n: number };\nfunction main({ items, n }: In) {\n"
+        "  return items.slice(0, n);\n}",
+        "export function main(items: Array<number>, n: number = 0) {\n"
+        "  return items.slice(0, n);\n}",
+    ],
+)
+def test_ts_main_forms(code):
+    assert ok(run_ts(code, inputs={"items": [1, 2, 3], "n": 2})) == [1, 2]
+
+
+def test_ts_optional_parameter_may_be_missing():
+    code = "function main(a: number, b?: number): number {\n  return a + (b ?? 10);\n}"
+    assert ok(run_ts(code, inputs={"a": 1})) == 11
+    assert ok(run_ts(code, inputs={"a": 1, "b": 2})) == 3
+    error = failed(run_ts(code, inputs={"b": 2}), "input_error")
+    assert "'a'" in error.message and "'b'" not in error.message.split("(")[0]
+
+
+def test_ts_interfaces_generics_enums_and_satisfies():
+    code = (
+        "enum Color { Red = 'red', Green = 'green' }\n"
+        "enum Level { Low, High }\n"
+        "interface Box<T> { value: T }\n"
+        "type Pair<A, B> = [A, B];\n"
+        "function wrap<T>(value: T): Box<T> {\n"
+        "  return { value };\n"
+        "}\n"
+        "const pair: Pair<string, number> = ['a', 1];\n"
+        "const limits = { max: 3 } satisfies Record<string, number>;\n"
+        "return [Color.Green, Level.High, wrap(pair), limits.max, <number>(<unknown>'x') && 1];"
+    )
+    assert ok(run_ts(code)) == ["green", 1, {"value": ["a", 1]}, 3, 1]
+
+
+def test_ts_type_errors_are_not_reported():
+    code = "const x: number = 'a';\nconst y: string = 5;\nreturn [x, y];"
+    assert ok(run_ts(code)) == ["a", 5]
+
+
+def test_ts_runtime_error_points_at_the_ts_line():
+    code = (
+        "interface Row {\n"
+        "  id: number;\n"
+        "}\n"
+        "\n"
+        "function check(row: Row): number {\n"
+        "  if (row.id < 0) throw new RangeError(`bad id ${row.id}`);\n"
+        "  return row.id;\n"
+        "}\n"
+        "function main(rows: Row[]): number[] {\n"
+        "  return rows.map(check);\n"
+        "}\n"
+    )
+    error = failed(run_ts(code, inputs={"rows": [{"id": 1}, {"id": -2}]}), "runtime_error")
+    assert (error.name, error.message, error.line) == ("RangeError", "bad id -2", 6)
+    tb = error.traceback or ""
+    assert "at check (<snippet>:6:" in tb, tb
+    no_runner_internals(tb)
+    assert "__coderunner" not in tb and ".ts" not in tb
+
+
+def test_ts_script_style_top_level_return_and_await():
+    code = (
+        "type N = number;\n"
+        "const wait = (ms: N): Promise<N> => new Promise((r) => setTimeout(() => r(ms), ms));\n"
+        "const got: N = await wait(5);\n"
+        "return { got, x: x as N, all: Object.keys(inputs as Record<string, unknown>) };"
+    )
+    assert ok(run_ts(code, inputs={"x": 2})) == {"got": 5, "x": 2, "all": ["x"]}
+
+
+def test_ts_script_style_error_line():
+    error = failed(run_ts("const a: number = 1;\n\nconst o: any = null;\no.foo;"), "runtime_error")
+    assert error.line == 4, error
+    no_runner_internals(error.traceback)
+    assert "__coderunner" not in (error.traceback or "")
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        'import { createHash } from "node:crypto";\n'
+        'const h: string = createHash("sha256").update("a").digest("hex");\nreturn h;',
+        'import type { Hash } from "node:crypto";\nimport { createHash } from "node:crypto";\n'
+        'const h: Hash = createHash("sha256");\nreturn h.update("a").digest("hex");',
+        'const c = require("crypto");\nreturn c.createHash("sha256").update("a").digest("hex");',
+        'import { createHash } from "node:crypto";\n'
+        "function main(text: string): string {\n"
+        '  return createHash("sha256").update(text).digest("hex");\n'
+        "}",
+    ],
+)
+def test_ts_imports_and_require_as_in_javascript(code):
+    assert ok(run_ts(code, inputs={"text": "a"})) == SHA256_A
+
+
+def test_ts_results_errors_and_limits_as_in_javascript():
+    error = failed(run_ts("const m = new Map<string, number>();\nreturn m;"), "serialization_error")
+    assert "result is Map" in error.message
+    failed(run_ts("while (true) {}", timeout_ms=300), "timeout")
+    error = failed(run_ts("process.exit(0);"), "runtime_error")
+    assert "process.exit" in error.message

@@ -70,6 +70,7 @@ def test_job_round_trip_with_lone_surrogate_and_non_ascii() -> None:
         },
         "memory_mb": 64,
         "result_limit_bytes": 1024,
+        "language": "python",
     }
     data = protocol.encode_job(job)
     assert isinstance(data, bytes)
@@ -80,7 +81,13 @@ def test_job_round_trip_with_lone_surrogate_and_non_ascii() -> None:
 
 
 def test_job_is_json_a_runner_can_read() -> None:
-    job: protocol.Job = {"code": "1", "inputs": {"n": 3}, "memory_mb": 32, "result_limit_bytes": 9}
+    job: protocol.Job = {
+        "code": "1",
+        "inputs": {"n": 3},
+        "memory_mb": 32,
+        "result_limit_bytes": 9,
+        "language": "typescript",
+    }
     assert json.loads(protocol.encode_job(job)) == job
 
 
@@ -96,8 +103,22 @@ def test_fork_server_config_round_trip() -> None:
     config = protocol.ForkServerConfig(control_fd=5, tmp_size_mb=16, shm_size_mb=8)
     text = config.encode()
     assert isinstance(text, str)
-    assert json.loads(text) == {"control_fd": 5, "tmp_size_mb": 16, "shm_size_mb": 8}
+    assert json.loads(text) == {
+        "control_fd": 5,
+        "tmp_size_mb": 16,
+        "shm_size_mb": 8,
+        "preload": [],
+        "packages": [],
+    }
     assert protocol.ForkServerConfig.decode(text) == config
+    with_packages = protocol.ForkServerConfig(
+        control_fd=5,
+        tmp_size_mb=16,
+        shm_size_mb=8,
+        preload=("dateutil",),
+        packages=("python-dateutil 2.9.0.post0 (import dateutil)",),
+    )
+    assert protocol.ForkServerConfig.decode(with_packages.encode()) == with_packages
 
 
 def test_fork_server_config_refuses_unknown_fields() -> None:
@@ -577,14 +598,21 @@ def test_js_result_path(js_source: str) -> None:
 
 def test_js_module_path(js_source: str) -> None:
     assert js_const(js_source, "MODULE_PATH") == protocol.JS_MODULE
+    assert js_const(js_source, "TS_MODULE_PATH") == protocol.TS_MODULE
 
 
-def test_js_snippet_location_matches_module_path(js_source: str) -> None:
+@pytest.mark.parametrize("module", [protocol.JS_MODULE, protocol.TS_MODULE])
+def test_js_snippet_location_matches_module_path(js_source: str, module: str) -> None:
     match = re.search(r"^const SNIPPET_LOCATION = /(.+)/;$", js_source, re.MULTILINE)
     assert match, "js_runner.mjs has no SNIPPET_LOCATION regex"
-    assert re.search(match.group(1), f"at file://{protocol.JS_MODULE}:3:7"), (
-        f"SNIPPET_LOCATION {match.group(1)!r} does not match the module {protocol.JS_MODULE}"
-    )
+    found = re.search(match.group(1), f"at file://{module}:3:7")
+    assert found, f"SNIPPET_LOCATION {match.group(1)!r} does not match the module {module}"
+    assert found.groups() == ("3", "7")  # line and column stay its groups 1 and 2
+
+
+def test_js_runner_picks_the_typescript_module_from_the_job(js_source: str) -> None:
+    # The one place the runner reads the job's language: TypeScript goes to TS_MODULE.
+    assert 'job.language === "typescript" ? TS_MODULE_PATH : MODULE_PATH' in js_source
 
 
 def test_js_ready_and_started_lines(js_source: str) -> None:
@@ -594,7 +622,7 @@ def test_js_ready_and_started_lines(js_source: str) -> None:
 
 def test_js_job_fields_exist_in_the_protocol(js_source: str) -> None:
     used = set(re.findall(r"\bjob\.(\w+)", js_source))
-    assert {"code", "inputs", "result_limit_bytes"} <= used, used
+    assert {"code", "inputs", "result_limit_bytes", "language"} <= used, used
     fields = set(protocol.Job.__annotations__)
     assert used <= fields, f"js_runner.mjs reads job fields the protocol lacks: {used - fields}"
 

@@ -7,12 +7,15 @@
 // snippet that mentions it (see prepareNode); the jail and Deno's permissions refuse
 // what it reaches either way, this only makes the messages clear.
 
-// protocol.py: RESULT_FIFO, JS_MODULE, READY, STARTED, RUNNER_ERROR_TYPES
+// protocol.py: RESULT_FIFO, JS_MODULE, TS_MODULE, READY, STARTED, RUNNER_ERROR_TYPES
 const RESULT_PATH = "/run/result";
 const MODULE_PATH = "/tmp/.coderunner-snippet.mjs";
+const TS_MODULE_PATH = "/tmp/.coderunner-snippet.ts"; // Deno strips the types, checks none
 const READY = "ready\n";
 const STARTED = "started\n";
-const MODULE_URL = "file://" + MODULE_PATH;
+// The vetted npm packages mounted at protocol.JS_NODE_MODULES (`name@version`, comma-
+// separated): the runner's one argument (_runtimes/javascript.py deno_command).
+const PACKAGES = (Deno.args[0] ?? "").split(",").filter(Boolean);
 const MAX_DEPTH = 500;
 
 const realExit = Deno.exit.bind(Deno);
@@ -50,7 +53,8 @@ class ExitCalled extends Error {
 
 // ---- snippet conventions ---------------------------------------------------------------
 
-const MAIN_DECL = /(^|[^.\w$])(async\s+)?function\s*\*?\s*main\s*\(|(^|[^.\w$])(const|let|var)\s+main\s*=/m;
+// (TypeScript: `function main<T>(...)` and `const main: Type = ...` too.)
+const MAIN_DECL = /(^|[^.\w$])(async\s+)?function\s*\*?\s*main\s*(<[^(]*>\s*)?\(|(^|[^.\w$])(const|let|var)\s+main\s*[=:]/m;
 const IMPORT_DECL = /^[ \t]*import\s*(?:[\w$*{}\s,]+?\s*from\s*)?["'][^"'\n]+["'][ \t]*;?/gm;
 
 function buildModule(code) {
@@ -109,9 +113,36 @@ function parameters(fn) {
   });
 }
 
+// TypeScript: the names of main's parameters declared optional (`name?: Type`), which
+// the stripped code Deno runs no longer shows; read from main's declaration in the
+// snippet's own source (its first parameter list, top-level commas only).
+function optionalParameters(code) {
+  const m = MAIN_DECL.exec(code);
+  const open = m ? code.indexOf("(", m.index) : -1;
+  const names = new Set();
+  if (open === -1) return names;
+  let depth = 0, quote = null, segment = "";
+  const segments = [];
+  for (let i = open + 1; i < code.length; i++) {
+    const ch = code[i];
+    if (quote) { if (ch === quote && code[i - 1] !== "\\") quote = null; continue; }
+    if (ch === '"' || ch === "'" || ch === "`") { quote = ch; continue; }
+    if ("([{".includes(ch)) depth++;
+    if (")]}".includes(ch)) { if (depth === 0) break; depth--; }
+    if (ch === "," && depth === 0) { segments.push(segment); segment = ""; continue; }
+    if (depth === 0) segment += ch;
+  }
+  segments.push(segment);
+  for (const text of segments) {
+    const name = stripComments(text).match(/^\s*(?:\.\.\.)?([A-Za-z_$][\w$]*)\s*\?/);
+    if (name) names.add(name[1]);
+  }
+  return names;
+}
+
 class InputProblem extends Error {}
 
-function bindInputs(fn, inputs) {
+function bindInputs(fn, inputs, optional = new Set()) {
   const params = parameters(fn);
   if (params.length === 1 && params[0].destructured) return [inputs];
   const args = [];
@@ -120,7 +151,7 @@ function bindInputs(fn, inputs) {
     if (p.rest) break;
     if (p.destructured) { args.push(inputs); continue; }
     if (Object.hasOwn(inputs, p.name)) args.push(inputs[p.name]);
-    else if (p.hasDefault) args.push(undefined);
+    else if (p.hasDefault || optional.has(p.name)) args.push(undefined);
     else { missing.push(p.name); args.push(undefined); }
   }
   if (missing.length) {
@@ -217,7 +248,7 @@ function toJson(value, path = "result", depth = 0, seen = new Set()) {
 
 // ---- errors ----------------------------------------------------------------------------
 
-const SNIPPET_LOCATION = /file:\/\/\/tmp\/\.coderunner-snippet\.mjs:(\d+):(\d+)/;
+const SNIPPET_LOCATION = /file:\/\/\/tmp\/\.coderunner-snippet\.(?:mjs|ts):(\d+):(\d+)/;
 
 // The stack below the "Name: message" head: a message may itself quote a location.
 function stackBody(e) {
@@ -275,8 +306,71 @@ function thrownText(value) {
   try { return JSON.stringify(value) ?? String(value); } catch { return String(value); }
 }
 
+// ---- imports of packages this server does not have ------------------------------------
+
+const MISSING_MODULE = new RegExp(
+  '^(?:Import "([^"]+)" not a dependency|Cannot find module \'([^\']+)\'|' +
+  "Could not find a matching package for 'npm:([^']+)'|" +
+  "(npm specifiers were requested; but --no-npm is specified))");
+
+// The package a bare specifier names: "lodash/fp" → "lodash", "@a/b/c" → "@a/b".
+function packageName(specifier) {
+  const spec = specifier.replace(/^npm:/, "");
+  const parts = spec.split("/");
+  const name = spec.startsWith("@") ? parts.slice(0, 2).join("/") : parts[0];
+  return name.replace(/(.)@.*$/, "$1"); // a version in an npm: specifier
+}
+
+const installedNames = () => PACKAGES.map((p) => p.replace(/(.)@[^@]*$/, "$1"));
+
+function notInstalledMessage(name) {
+  const offered = PACKAGES.length
+    ? `besides the built-ins, snippets can import only these vetted packages: ${PACKAGES.join(", ")}`
+    : "snippets can import only the built-ins and Node's built-in modules, as node:NAME";
+  return `the package "${name}" is not installed on this server (${offered}). An operator ` +
+    "adds vetted packages with the setting javascript_packages (CODERUNNER_JAVASCRIPT_PACKAGES).";
+}
+
+// An import (or require) of a package this server does not have: { specifier, message },
+// else null.
+function missingPackage(e, code) {
+  let text;
+  try { text = String(e?.message ?? ""); } catch { return null; } // a thrown odd value
+  const m = text.match(MISSING_MODULE);
+  if (!m) return null;
+  let specifier = m[1] ?? m[2] ?? m[3];
+  if (specifier === undefined) specifier = code.match(/["'](npm:[^"']+)["']/)?.[1] ?? "npm:";
+  if (/^(node:|\.|\/|file:|data:|https?:|jsr:|blob:)/.test(specifier)) return null;
+  if (/built-in Node module/.test(text)) {
+    return { specifier, message: `"${specifier}" is one of Node's built-in modules: import it as "node:${specifier}"` };
+  }
+  const name = packageName(specifier);
+  if (installedNames().includes(name)) return null; // the package's own business
+  return { specifier, message: notInstalledMessage(name) };
+}
+
+// The snippet's line that names `specifier` (an import hoisted out of place has no frame).
+function lineNaming(code, specifier) {
+  const quoted = [`"${specifier}"`, `'${specifier}'`, `\`${specifier}\``];
+  const index = code.split("\n").findIndex((l) => quoted.some((q) => l.includes(q)));
+  return index === -1 ? null : index + 1;
+}
+
+let codeOfJob = "";
+
 function runtimeError(e, offset) {
   const name = errorName(e);
+  const missing = missingPackage(e, codeOfJob);
+  if (missing) {
+    const { frames, line } = snippetFrames(stackBody(e), offset);
+    return {
+      type: "runtime_error",
+      name,
+      message: missing.message,
+      line: line ?? lineNaming(codeOfJob, missing.specifier),
+      traceback: [`${name}: ${missing.message}`, ...frames].join("\n"),
+    };
+  }
   const message = explain(e, e instanceof Error ? e.message : thrownText(e));
   const { frames, line } = snippetFrames(stackBody(e), offset);
   const memory = e instanceof RangeError && /allocation failed|out of memory/i.test(message);
@@ -317,7 +411,9 @@ function isSyntaxError(e, offset) {
 
 async function run(job) {
   const { source, offset, style } = buildModule(job.code);
-  Deno.writeTextFileSync(MODULE_PATH, source);
+  // A TypeScript module: Deno strips its types (and maps its errors' lines back to it).
+  const modulePath = job.language === "typescript" ? TS_MODULE_PATH : MODULE_PATH;
+  Deno.writeTextFileSync(modulePath, source);
   const inputs = job.inputs;
   if (style === "script") {
     for (const [name, value] of Object.entries(inputs)) {
@@ -326,14 +422,14 @@ async function run(job) {
   }
   let mod;
   try {
-    mod = await import(MODULE_URL);
+    mod = await import("file://" + modulePath);
   } catch (e) {
     if (isSyntaxError(e, offset)) {
       return { ok: false, error: syntaxError(e, offset) };
     }
     return { ok: false, error: runtimeError(e, offset) };
   } finally {
-    try { Deno.removeSync(MODULE_PATH); } catch { /* the snippet may have removed it */ }
+    try { Deno.removeSync(modulePath); } catch { /* the snippet may have removed it */ }
   }
   let value;
   try {
@@ -344,7 +440,8 @@ async function run(job) {
       }
       let args;
       try {
-        args = bindInputs(main, inputs);
+        const optional = job.language === "typescript" ? optionalParameters(job.code) : undefined;
+        args = bindInputs(main, inputs, optional);
       } catch (e) {
         if (e instanceof InputProblem) return { ok: false, error: { type: "input_error", name: null, message: e.message, line: null, traceback: null } };
         throw e;
@@ -395,7 +492,19 @@ async function prepareNode(code) {
   }
   if (!/require|child_process|worker_threads/.test(code)) return;
   const { createRequire } = await import("node:module");
-  globalThis.require = createRequire(import.meta.url);
+  // Resolved from the snippet's folder (/tmp, then /node_modules: the vetted packages).
+  const nodeRequire = createRequire("file://" + MODULE_PATH);
+  globalThis.require = Object.assign(function require(id) {
+    try {
+      return nodeRequire(id);
+    } catch (e) {
+      // Without packages, resolution stops at /node_modules, which Deno may not read.
+      const unreadable = errorName(e) === "NotCapable" && /node_modules/.test(String(e?.message));
+      const missing = missingPackage(unreadable ? { message: `Cannot find module '${id}'` } : e, "");
+      if (missing === null || typeof id !== "string") throw e;
+      throw Object.assign(new Error(missing.message), { code: "MODULE_NOT_FOUND" });
+    }
+  }, nodeRequire);
   if (/worker_threads/.test(code)) {
     try { (await import("node:worker_threads")).default.Worker = SandboxWorker; } catch { /* absent */ }
   }
@@ -465,6 +574,9 @@ globalThis.addEventListener("beforeunload", () => {
   finish({ ok: false, error }, 0);
 });
 
+// The vetted npm packages are not imported ahead of READY, as Python's are: a Deno
+// runtime serves one execution, so every runtime would pay for them (lodash costs ~80 ms
+// of CPU, with Node's compatibility layer), and the pool's throughput fell 3x.
 // No top-level await below: with one, Deno would end on a pending promise before the
 // "beforeunload" event that reports it.
 async function serve() {
@@ -472,6 +584,7 @@ async function serve() {
   const job = JSON.parse(await readStdin());
   writeAll(encoder.encode(STARTED)); // the host now knows the job reached a live runtime
   offsetOfJob = buildModule(job.code).offset;
+  codeOfJob = job.code;
   await prepareNode(job.code);
   const header = await run(job);
   finish(header, job.result_limit_bytes);

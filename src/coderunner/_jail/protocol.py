@@ -61,6 +61,13 @@ DENO = "/runtime/deno"  # the Deno binary
 RESULT_FIFO = "/run/result"  # JavaScript: READY/STARTED lines, then the frame
 CHILD_FILTER = "/run/child.bpf"  # Python: the seccomp filter each fork-server child loads
 JS_MODULE = "/tmp/.coderunner-snippet.mjs"  # JavaScript: the snippet as a module
+TS_MODULE = "/tmp/.coderunner-snippet.ts"  # TypeScript: the same (Deno strips the types)
+# The vetted packages (`_packages.py`), read-only, when the settings name any.  Python's
+# is a `pip install --target` directory the fork server puts on sys.path; node_modules
+# sits at the root so that Node's resolution, which walks up from the importing file
+# (the snippet in /tmp, the runner in /runner), finds it for `import` and `require`.
+PYTHON_PACKAGES = "/packages/python"
+JS_NODE_MODULES = "/node_modules"
 
 # -- descriptors of a Python fork-server child running its job -------------------------
 
@@ -125,6 +132,9 @@ class Job(TypedDict):
     inputs: dict[str, Any]
     memory_mb: int  # the snippet's own memory, on top of the warm runtime
     result_limit_bytes: int  # the largest encoded result
+    # "python", "javascript" or "typescript": the JavaScript runner writes a TypeScript
+    # snippet to TS_MODULE instead of JS_MODULE (one warm Deno pool serves both).
+    language: str
 
 
 def encode_job(job: Job) -> bytes:
@@ -148,13 +158,22 @@ class ForkServerConfig:
     control_fd: int  # its end of the control socket
     tmp_size_mb: int  # each child's private /tmp
     shm_size_mb: int  # each child's private /dev/shm
+    # With vetted packages (mounted at PYTHON_PACKAGES): the modules it imports before
+    # it forks, and `name version (import module)` of each, for the message of an
+    # import of anything else.
+    preload: tuple[str, ...] = ()
+    packages: tuple[str, ...] = ()
 
     def encode(self) -> str:
         return _json_dumps(self.__dict__)
 
     @classmethod
     def decode(cls, text: str) -> ForkServerConfig:
-        return cls(**_json_loads(text))
+        fields = _json_loads(text)
+        for name in ("preload", "packages"):
+            if name in fields:
+                fields[name] = tuple(fields[name])
+        return cls(**fields)
 
 
 # -- control messages ---------------------------------------------------------------------

@@ -226,6 +226,11 @@ def main() -> None:
     # First, while it holds CAP_SETPCAP: an empty bounding set for itself and every child.
     empty_bounding_set()
     set_capabilities(1 << CAP_SYS_ADMIN)  # CAP_SETPCAP leaves the permitted set for good
+    if config.preload or config.packages:
+        # The vetted packages (vetted code, not a snippet's) are imported once, here.
+        for failure in runner.use_packages(protocol.PYTHON_PACKAGES, config.preload):
+            os.write(2, f"coderunner fork server: could not preload {failure}\n".encode())
+    runner.install_import_hint(config.packages)
     runner.run_snippet(WARM_UP, {"numbers": [1, 2, 3]})
     # Objects that exist now are never collected: the collector will not walk (and so
     # copy) the server's pages in every child.

@@ -377,6 +377,82 @@ def _run_snippet(code: str, inputs: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True, "body": body}
 
 
+# -- third-party packages --------------------------------------------------------------
+
+PACKAGES_SETTING = "python_packages (CODERUNNER_PYTHON_PACKAGES)"
+
+
+def not_installed_message(name: str, packages: tuple[str, ...]) -> str:
+    """Why `import name` failed, when no finder knows it: what this server offers."""
+    if packages:
+        offered = (
+            "besides the standard library, snippets can import only these vetted "
+            f"packages: {'; '.join(packages)}"
+        )
+    else:
+        offered = "snippets can import only the standard library"
+    return (
+        f"No module named {name!r}: it is not installed on this server ({offered}). An "
+        f"operator adds vetted packages with the setting {PACKAGES_SETTING}."
+    )
+
+
+class NotInstalledFinder:
+    """The last meta-path finder: an import statement (or importlib.import_module) of a
+    top-level module no other finder knows fails at once with `not_installed_message`.
+
+    importlib.util.find_spec is how code asks whether a module exists, so it keeps
+    getting None: the finder answers only when the import machinery's own
+    `_find_and_load_unlocked` asked (CPython's frozen importlib).
+    """
+
+    packages: tuple[str, ...] = ()
+
+    @classmethod
+    def find_spec(cls, fullname: str, path: object = None, target: object = None) -> Any:
+        if path is not None or "." in fullname:  # a submodule: its package's own business
+            return None
+        caller = sys._getframe(1)
+        importer = caller.f_back
+        if (
+            caller.f_code.co_name != "_find_spec"
+            or importer is None
+            or importer.f_code.co_name != "_find_and_load_unlocked"
+        ):
+            return None
+        # Finders a package appended after this one (at its import) still get their turn.
+        after = sys.meta_path[sys.meta_path.index(cls) + 1 :] if cls in sys.meta_path else []
+        for finder in after:
+            find = getattr(finder, "find_spec", None)
+            spec = find(fullname, path, target) if find is not None else None
+            if spec is not None:
+                return spec
+        raise ModuleNotFoundError(not_installed_message(fullname, cls.packages), name=fullname)
+
+
+def install_import_hint(packages: tuple[str, ...]) -> None:
+    """Put `NotInstalledFinder` last on sys.meta_path (the fork server, before it forks)."""
+    NotInstalledFinder.packages = tuple(packages)
+    if NotInstalledFinder not in sys.meta_path:
+        sys.meta_path.append(NotInstalledFinder)
+
+
+def use_packages(directory: str, preload: tuple[str, ...]) -> list[str]:
+    """Put the vetted packages' directory on sys.path (after the standard library, with
+    its .pth files) and import `preload` now, so that no snippet pays for it; returns
+    what could not be imported (the snippet then gets the error itself)."""
+    import site
+
+    site.addsitedir(directory)
+    failures = []
+    for name in preload:
+        try:
+            __import__(name)
+        except BaseException as exc:  # a package that does not import here is reported
+            failures.append(f"{name}: {type(exc).__name__}: {exc}")
+    return failures
+
+
 def _vm_size_bytes(status_fd: int) -> int:
     """VmSize from an open /proc/self/status (the fork server's children hide /proc)."""
     for line in os.pread(status_fd, 8192, 0).decode().splitlines():

@@ -18,7 +18,7 @@ from .._jail import protocol
 from .._models import ErrorDetail, Language
 from .._sandbox.bwrap import bwrap_argv, start_jail
 from .._sandbox.cgroup import CgroupManager, CgroupSlot
-from .._sandbox.policy import DENO_PERMISSIONS, SandboxPolicy
+from .._sandbox.policy import SandboxPolicy
 from .._sandbox.process import (
     Capture,
     CleanupTasks,
@@ -42,15 +42,20 @@ _V8_HEAP_ABORTS = (
 )
 
 
-def deno_command(memory_mb: int) -> list[str]:
+def deno_command(
+    memory_mb: int, policy: SandboxPolicy, packages: tuple[str, ...] = ()
+) -> list[str]:
     """The runner's argv inside the jail: Deno with no permissions but the policy's, and
-    V8's heap fixed at `memory_mb` (it cannot change once V8 has started)."""
+    V8's heap fixed at `memory_mb` (it cannot change once V8 has started).  `packages`:
+    the vetted npm packages (`name@version`), the runner's one argument, for the message
+    of an import of anything else."""
     return [
         protocol.DENO,
         "run",
-        *DENO_PERMISSIONS,
+        *policy.deno_permissions,
         f"--v8-flags=--max-old-space-size={memory_mb},--stack-size=2048",
         f"{protocol.RUNNER_DIR}/js_runner.mjs",
+        ",".join(packages),
     ]
 
 
@@ -91,8 +96,10 @@ class DenoWorker(JailedProcess):
         cgroups: CgroupManager | None,
         cleanups: CleanupTasks,
         output_limit_bytes: int,
+        packages: tuple[str, ...] = (),
     ) -> DenoWorker:
-        """Start a jailed Deno runner whose V8 heap is `memory_mb`."""
+        """Start a jailed Deno runner whose V8 heap is `memory_mb` (`packages`: the vetted
+        npm packages mounted in the policy, `name@version`)."""
         workdir = tempfile.mkdtemp(prefix="w-", dir=statedir)
         fifo = os.path.join(workdir, "result")
         os.mkfifo(fifo, 0o600)
@@ -106,7 +113,7 @@ class DenoWorker(JailedProcess):
             process = await start_jail(
                 lambda seccomp_fd: bwrap_argv(
                     policy,
-                    deno_command(memory_mb),
+                    deno_command(memory_mb, policy, packages),
                     seccomp_fd=seccomp_fd,
                     result_fifo=fifo,
                     extra_env=DENO_ENV,

@@ -37,6 +37,9 @@ from .._sandbox.process import (
 
 log = logging.getLogger("coderunner.forkserver")
 
+# Vetted packages (see _packages.py): (modules imported before forking, descriptions).
+PythonPackageSetup = tuple[tuple[str, ...], tuple[str, ...]]
+
 # The exit status of a child whose fork server died under it (the service's fault).
 SERVER_LOST = -(1 << 16)
 _UCRED = struct.Struct("3i")  # struct ucred {pid, uid, gid}
@@ -80,14 +83,21 @@ class ForkServer:
 
     @classmethod
     async def start(
-        cls, policy: SandboxPolicy, server_filter: bytes, child_filter_path: str
+        cls,
+        policy: SandboxPolicy,
+        server_filter: bytes,
+        child_filter_path: str,
+        packages: PythonPackageSetup = ((), ()),
     ) -> ForkServer:
-        """Start the fork server in its jail and wait until it is up."""
+        """Start the fork server in its jail and wait until it is up.  `packages`: the
+        vetted packages' modules it imports first, and their descriptions."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         config = protocol.ForkServerConfig(
             control_fd=theirs.fileno(),
             tmp_size_mb=policy.tmp_size_mb,
             shm_size_mb=policy.shm_size_mb,
+            preload=packages[0],
+            packages=packages[1],
         )
         command = [
             python_runtime_paths()[0], "-I", "-S", "-B", "-u",
@@ -336,8 +346,10 @@ class ForkServerGroup:
         cgroups: CgroupManager | None,
         cleanups: CleanupTasks,
         output_limit_bytes: int,
+        packages: PythonPackageSetup = ((), ()),
     ) -> None:
         self._slots: list[ForkServer | None] = [None] * max(1, count)
+        self._packages = packages
         self._starting: list[asyncio.Future[ForkServer] | None] = [None] * len(self._slots)
         self._next = 0
         self._policy = policy
@@ -364,7 +376,9 @@ class ForkServerGroup:
             self.restarts += 1
             log.warning("fork server %d (pid %d) died; starting a new one", index, old.process.pid)
             await old.close()
-        server = await ForkServer.start(self._policy, self._server_filter, self._child_filter_path)
+        server = await ForkServer.start(
+            self._policy, self._server_filter, self._child_filter_path, self._packages
+        )
         self._slots[index] = server
         self._starting[index] = None
         return server

@@ -130,6 +130,26 @@ DENO_PERMISSIONS: tuple[str, ...] = (
     "--allow-read=/tmp",
     f"--allow-write=/tmp,{protocol.RESULT_FIFO}",
 )
+# With vetted npm packages (`_packages.py`): Deno resolves bare specifiers (`import _ from
+# "lodash"`, `require("lodash")`) from the read-only node_modules and nowhere else
+# (`manual`: it never installs or downloads anything), and may read that directory.
+DENO_PERMISSIONS_WITH_PACKAGES: tuple[str, ...] = (
+    "--no-prompt",
+    "--no-config",
+    "--no-lock",
+    "--no-remote",
+    "--node-modules-dir=manual",
+    f"--allow-read=/tmp,{protocol.JS_NODE_MODULES}",
+    f"--allow-write=/tmp,{protocol.RESULT_FIFO}",
+)
+
+# With vetted Python packages: numerical libraries' thread pools (OpenBLAS, OpenMP, MKL,
+# numexpr) start one thread, within the jail's process limit and safe to fork.
+SINGLE_THREADED_LIBRARIES: tuple[tuple[str, str], ...] = tuple(
+    (name, "1")
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                 "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -190,6 +210,7 @@ class SandboxPolicy:
         ("HOME", "/tmp"),
         ("PATH", "/nonexistent"),
     )
+    deno_permissions: tuple[str, ...] = DENO_PERMISSIONS  # Deno's own, a second wall
 
     def rlimits(self, own_threads: int = 0) -> tuple[tuple[int, int], ...]:
         """(resource, value) set on every process of a jail before its job, from the host.
@@ -257,8 +278,18 @@ def deno_executable() -> str:
 RUNNER_DIR = str(Path(__file__).resolve().parent.parent / "_jail")
 
 
-def build_policy(tmp_size_mb: int = 16, max_processes: int = 16) -> SandboxPolicy:
-    """The policy for both runtimes on this host."""
+def build_policy(
+    tmp_size_mb: int = 16,
+    max_processes: int = 16,
+    *,
+    python_packages: str | None = None,
+    node_modules: str | None = None,
+) -> SandboxPolicy:
+    """The policy for both runtimes on this host.
+
+    `python_packages` / `node_modules`: host directories of vetted packages (see
+    `_packages.py`), mounted read-only at protocol.PYTHON_PACKAGES / JS_NODE_MODULES.
+    """
     _, py_mounts, masked = python_runtime_paths()
     mounts = [*_system_lib_mounts(), *py_mounts]
     if os.path.isdir("/usr/share/zoneinfo"):
@@ -269,10 +300,20 @@ def build_policy(tmp_size_mb: int = 16, max_processes: int = 16) -> SandboxPolic
         mounts.append(Mount(deno_executable(), protocol.DENO))
     except Exception:  # no deno: JavaScript is reported unavailable by doctor
         pass
+    env = SandboxPolicy.env
+    if python_packages is not None:
+        mounts.append(Mount(_real(python_packages), protocol.PYTHON_PACKAGES))
+        env = (*env, *SINGLE_THREADED_LIBRARIES)
+    deno_permissions = DENO_PERMISSIONS
+    if node_modules is not None:
+        mounts.append(Mount(_real(node_modules), protocol.JS_NODE_MODULES))
+        deno_permissions = DENO_PERMISSIONS_WITH_PACKAGES
     return SandboxPolicy(
         bwrap=shutil.which("bwrap") or "/usr/bin/bwrap",
         mounts=tuple(dict.fromkeys(mounts)),
         masked=tuple(masked),
         tmp_size_mb=tmp_size_mb,
         max_processes=max_processes,
+        env=env,
+        deno_permissions=deno_permissions,
     )

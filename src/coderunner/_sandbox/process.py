@@ -286,10 +286,16 @@ class JailedProcess:
         timeout_ms: int,
         memory_mb: int,
         result_limit_bytes: int,
+        language: Language | None = None,
     ) -> ExecutionResult:
-        """Send the job, wait for its result or the deadline, then tear the jail down."""
+        """Send the job, wait for its result or the deadline, then tear the jail down.
+
+        `language`: the snippet's, when the runtime runs more than one (TypeScript on the
+        JavaScript runtime); default: the runtime's own.
+        """
         assert self.state is WorkerState.READY, self.state
         self.state = WorkerState.RUNNING
+        language = language or self.language
         self._limit_memory(memory_mb)
         job = protocol.encode_job(
             protocol.Job(
@@ -297,6 +303,7 @@ class JailedProcess:
                 inputs=inputs,
                 memory_mb=memory_mb,
                 result_limit_bytes=result_limit_bytes,
+                language=language.value,
             )
         )
         started = time.perf_counter()
@@ -330,7 +337,7 @@ class JailedProcess:
             returncode = self._exit_code()
         result = ExecutionResult(
             ok=False,
-            language=self.language,
+            language=language,
             duration_ms=round(duration_ms, 3),
             stdout=self._stdout.text(),
             stderr=self._stderr.text(),
