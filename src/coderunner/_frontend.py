@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from ._engine import Engine
-from ._errors import InvalidRequest, Saturated
+from ._errors import InvalidRequest, NotFound, Saturated, StoreUnavailable
 from ._library import Library
 from ._models import (
     MIN_MEMORY_MB,
@@ -473,6 +473,19 @@ async def run_snippet(
     )
     log.info("execution", extra={"fields": fields})
     return result
+
+
+async def snippet_tool_definitions(library: Library) -> list[dict[str, Any]]:
+    """Every library snippet as a tool (its latest version), by name; [] when the store is
+    down (the built-in tools still answer).  HTTP's /v1/tools and MCP's tools/list."""
+    try:
+        return [
+            snippet_tool_definition(await library.get(summary.name))
+            for summary in await library.search()
+        ]
+    except (StoreUnavailable, NotFound) as exc:  # (NotFound: deleted while listing)
+        log.warning("library tools unavailable: %s", exc)
+        return []
 
 
 def snippet_tool_definition(snippet: Snippet) -> dict[str, Any]:

@@ -50,7 +50,7 @@ from ._frontend import (
     ToolArguments,
     error_body,
     run_tool,
-    snippet_tool_definition,
+    snippet_tool_definitions,
     tool_definitions,
     validation_message,
 )
@@ -347,12 +347,8 @@ def create_app(
         arguments and answer, ready to hand to an LLM as function definitions.  Call the
         built-ins at POST /v1/tools/{name} and snippets at POST /v1/snippets/{name}/run
         (with the arguments as `inputs`)."""
-        snippets: list[dict[str, Any]] = []
         library = libraries.get("library")
-        if library is not None:
-            with contextlib.suppress(StoreUnavailable):  # the built-ins still answer
-                for summary in await library.search():
-                    snippets.append(snippet_tool_definition(await library.get(summary.name)))
+        snippets = await snippet_tool_definitions(library) if library is not None else []
         return ToolList.model_validate({"tools": [*builtin_tools, *snippets]})
 
     @app.get(

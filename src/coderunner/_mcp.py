@@ -28,7 +28,7 @@ from ._frontend import (
     configure_logging,
     run_snippet,
     run_tool,
-    snippet_tool_definition,
+    snippet_tool_definitions,
     tool_definitions,
     validation_message,
 )
@@ -92,23 +92,16 @@ def build_server(
     async def snippet_tools() -> list[mcp_types.Tool]:
         if get_library is None:
             return []
-        library = get_library()
-        found = []
-        try:
-            for summary in await library.search():
-                d = snippet_tool_definition(await library.get(summary.name))
-                found.append(
-                    mcp_types.Tool(
-                        name=d["name"],
-                        description=d["description"],
-                        input_schema=d["input_schema"],
-                        output_schema=d["output_schema"],
-                        annotations=mcp_types.ToolAnnotations(open_world_hint=False),
-                    )
-                )
-        except (StoreUnavailable, NotFound) as exc:  # the built-in tools still answer
-            log.warning("library tools unavailable: %s", exc)
-        return found
+        return [
+            mcp_types.Tool(
+                name=d["name"],
+                description=d["description"],
+                input_schema=d["input_schema"],
+                output_schema=d["output_schema"],
+                annotations=mcp_types.ToolAnnotations(open_world_hint=False),
+            )
+            for d in await snippet_tool_definitions(get_library())
+        ]
 
     async def list_tools(
         ctx: ServerRequestContext[Any], params: mcp_types.PaginatedRequestParams | None
