@@ -8,7 +8,6 @@ from `_frontend`, shared with HTTP.
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 from collections.abc import Callable
 from typing import Any
@@ -39,7 +38,6 @@ from ._version import __version__
 
 __all__ = ["build_server", "run_stdio", "streamable_http_manager"]
 
-log = logging.getLogger("coderunner.mcp")
 
 # -- the MCP server --------------------------------------------------------------------
 
