@@ -101,6 +101,7 @@ import itertools
 import json
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -1201,8 +1202,8 @@ class _JsModule:
 
     # -- main ---------------------------------------------------------------------------
 
-    def inspection(self) -> Inspection:
-        found: tuple[int, object] | None = None
+    def top_level_names(self) -> Iterator[tuple[int, _Tok]]:
+        """(index, token) of every name outside all brackets (the module's top level)."""
         depth = 0
         for i, tok in enumerate(self.tokens):
             if tok.kind == "punct":
@@ -1210,8 +1211,13 @@ class _JsModule:
                     depth += 1
                 elif tok.text in (")", "]", "}"):
                     depth -= 1
-                continue
-            if depth or tok.kind != "name" or tok.text not in _DECLARATION_STARTS:
+            elif depth == 0 and tok.kind == "name":
+                yield i, tok
+
+    def inspection(self) -> Inspection:
+        found: tuple[int, object] | None = None
+        for i, tok in self.top_level_names():
+            if tok.text not in _DECLARATION_STARTS:
                 continue
             if not self.starts_statement(i):
                 continue
@@ -1438,15 +1444,8 @@ class _JsModule:
         if self._aliases is not None:
             return self._aliases
         found: dict[str, str] = {}
-        depth = 0
-        for i, tok in enumerate(self.tokens):
-            if tok.kind == "punct":
-                if tok.text in _JS_CLOSERS:
-                    depth += 1
-                elif tok.text in (")", "]", "}"):
-                    depth -= 1
-                continue
-            if depth or tok.kind != "name" or not self.starts_statement(i):
+        for i, tok in self.top_level_names():
+            if not self.starts_statement(i):
                 continue
             name = self.tok(i + 1)
             if not _is_name(name) or name is None:
