@@ -445,9 +445,8 @@ def test_py_threads_past_the_timeout(jail):
         "for i in range(4):\n    threading.Thread(target=spin).start()\n"
         "while True:\n    pass"
     )
-    started = time.monotonic()
+    # abuse() itself asserts the run ended at the deadline (plus a busy machine's margin).
     error_of(abuse("py threads past timeout", "python", code, timeout_ms=500), "timeout")
-    assert time.monotonic() - started < 3
 
 
 def test_js_workers_and_programs_refused(jail):
