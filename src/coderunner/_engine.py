@@ -26,7 +26,7 @@ from ._runtimes.python import ForkServerGroup
 from ._sandbox.cgroup import CgroupManager
 from ._sandbox.policy import ALLOW_NAMESPACE_SETUP, SandboxPolicy, build_policy
 from ._sandbox.process import CleanupTasks, JailedProcess, WorkerLost
-from ._sandbox.seccomp import compile_child_filter, compile_jail_filter
+from ._sandbox.seccomp import compile_child_filter, compile_import_filter, compile_jail_filter
 from ._schema import compile_schema, schema_problems
 from ._settings import Settings
 
@@ -107,6 +107,9 @@ class Engine:
         child_filter_path = os.path.join(self._statedir, "child.bpf")
         with open(child_filter_path, "wb") as f:
             f.write(compile_child_filter(self.policy))
+        import_filter_path = os.path.join(self._statedir, "import.bpf")
+        with open(import_filter_path, "wb") as f:
+            f.write(compile_import_filter())
         self._cgroups = CgroupManager()
         if not self._cgroups.available:
             if os.geteuid() == 0:
@@ -120,7 +123,8 @@ class Engine:
             log.warning("cgroups unavailable (%s); rlimits only", self._cgroups.problem)
         self._forkservers = ForkServerGroup(
             s.python_fork_servers, self.policy,
-            compile_jail_filter(self.policy, ALLOW_NAMESPACE_SETUP), child_filter_path,
+            compile_jail_filter(self.policy, ALLOW_NAMESPACE_SETUP),
+            (child_filter_path, import_filter_path),
             self._cgroups, self._cleanups, s.output_limit_bytes,
             (python.modules, python.describe()) if python else ((), ()),
         )  # fmt: skip

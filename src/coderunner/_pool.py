@@ -91,6 +91,10 @@ class WorkerPool:
                 self._ready.append(worker)
         finally:
             self._starting -= 1
+            # A caller may have started waiting while this start failed and backed off
+            # (its fill() counted this start): it needs one of its own.
+            if self._waiters:
+                self.fill()
 
     def _next_waiter(self) -> asyncio.Future[JailedProcess] | None:
         while self._waiters:

@@ -60,6 +60,9 @@ RUNNER_DIR = "/runner"  # this folder, read-only
 DENO = "/runtime/deno"  # the Deno binary
 RESULT_FIFO = "/run/result"  # JavaScript: READY/STARTED lines, then the frame
 CHILD_FILTER = "/run/child.bpf"  # Python: the seccomp filter each fork-server child loads
+# Python: the filter the fork server loads before it imports the vetted packages, so that
+# their import-time code cannot start a program or meet another process over a socket.
+IMPORT_FILTER = "/run/import.bpf"
 JS_MODULE = "/tmp/.coderunner-snippet.mjs"  # JavaScript: the snippet as a module
 TS_MODULE = "/tmp/.coderunner-snippet.ts"  # TypeScript: the same (Deno strips the types)
 # The vetted packages (`_packages.py`), read-only, when the settings name any.  Python's

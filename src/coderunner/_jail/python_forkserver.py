@@ -5,6 +5,13 @@ is a copy that gets its own pid, mount and ipc namespaces, a private in-memory /
 /proc of its siblings, no capabilities and the full seccomp filter before it reads its
 job.  The server itself never runs user code.  Its messages, and its children's, are
 those of protocol.py (the control channel and the child socket).
+
+The vetted packages (`_packages.py`) are imported here once, so that no execution pays
+for them.  Their import-time code runs under the import filter (no program starts, no
+socket rendezvous: as for a snippet) and must leave the server as it found it: its
+mounts, namespaces, capabilities, filters, threads, timers and signal handlers, and the
+jail's processes.  A package that changes any of them could reach later executions
+through the server, so the server names it and refuses to start (fail closed).
 """
 
 import sys
@@ -80,6 +87,62 @@ def load_filter(program: bytes) -> None:
     buf = ctypes.create_string_buffer(program, len(program))
     fprog = SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_char_p))
     check(libc.prctl(22, 2, ctypes.byref(fprog), 0, 0), "seccomp")  # PR_SET_SECCOMP, FILTER
+
+
+def process_state() -> dict[str, object]:
+    """What a vetted package's import must leave as it found it (see the docstring),
+    most telling first."""
+    with open("/proc/self/status") as f:
+        status = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+    with open("/proc/self/mountinfo") as f:
+        mounts = f.read().splitlines()
+    handlers = {}
+    for number in signal.valid_signals():
+        try:
+            handlers[int(number)] = repr(signal.getsignal(number))
+        except (ValueError, OSError):  # not a signal Python can ask about
+            continue
+    return {
+        "namespaces": {n: os.readlink(f"/proc/self/ns/{n}") for n in os.listdir("/proc/self/ns")},
+        "processes": sorted(int(pid) for pid in os.listdir("/proc") if pid.isdigit()),
+        **{key: status.get(key) for key in ("Threads", "CapInh", "CapPrm", "CapEff", "CapBnd",
+                                              "CapAmb", "NoNewPrivs", "Seccomp_filters")},
+        "timers": [signal.getitimer(which) for which in
+                   (signal.ITIMER_REAL, signal.ITIMER_VIRTUAL, signal.ITIMER_PROF)],
+        "signal handlers": handlers,
+        "mounts": mounts,
+    }  # fmt: skip
+
+
+def changes(before: dict[str, object], after: dict[str, object]) -> str:
+    """What differs, in words, short enough for one control message."""
+    found = []
+    for key, old in before.items():
+        new = after[key]
+        if new == old:
+            continue
+        if isinstance(old, list | dict) and key != "processes":
+            found.append(key)  # (a whole mount table does not fit in a message)
+        else:
+            found.append(f"{key} {old} -> {new}")
+    return "; ".join(found)[:160]
+
+
+def import_packages(config: protocol.ForkServerConfig) -> str | None:
+    """Import the vetted packages under the import filter, each checked for what it
+    changed; returns why the server must not start, if it must not."""
+    with open(protocol.IMPORT_FILTER, "rb") as f:
+        load_filter(f.read())
+    runner.use_packages(protocol.PYTHON_PACKAGES)
+    for name in config.preload:
+        before = process_state()
+        failure = runner.preload(name)
+        if failure is not None:
+            os.write(2, f"coderunner fork server: could not preload {failure}\n".encode())
+        changed = changes(before, process_state())
+        if changed:
+            return f"importing the package {name[:40]!r} changed the fork server: {changed}"
+    return None
 
 
 def _high(fd: int) -> int:
@@ -226,10 +289,11 @@ def main() -> None:
     # First, while it holds CAP_SETPCAP: an empty bounding set for itself and every child.
     empty_bounding_set()
     set_capabilities(1 << CAP_SYS_ADMIN)  # CAP_SETPCAP leaves the permitted set for good
-    if config.preload or config.packages:
-        # The vetted packages (vetted code, not a snippet's) are imported once, here.
-        for failure in runner.use_packages(protocol.PYTHON_PACKAGES, config.preload):
-            os.write(2, f"coderunner fork server: could not preload {failure}\n".encode())
+    control = socket.socket(fileno=config.control_fd)
+    refusal = import_packages(config) if config.packages else None
+    if refusal is not None:
+        control.send(protocol.child_error(refusal))
+        os._exit(protocol.EXIT_SETUP_FAILED)
     runner.install_import_hint(config.packages)
     runner.run_snippet(WARM_UP, {"numbers": [1, 2, 3]})
     # Objects that exist now are never collected: the collector will not walk (and so
@@ -237,7 +301,6 @@ def main() -> None:
     gc.freeze()
     with open(protocol.CHILD_FILTER, "rb") as f:
         child_filter = f.read()
-    control = socket.socket(fileno=config.control_fd)
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)

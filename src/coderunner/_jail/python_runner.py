@@ -437,20 +437,22 @@ def install_import_hint(packages: tuple[str, ...]) -> None:
         sys.meta_path.append(NotInstalledFinder)
 
 
-def use_packages(directory: str, preload: tuple[str, ...]) -> list[str]:
+def use_packages(directory: str) -> None:
     """Put the vetted packages' directory on sys.path (after the standard library, with
-    its .pth files) and import `preload` now, so that no snippet pays for it; returns
-    what could not be imported (the snippet then gets the error itself)."""
+    its .pth files)."""
     import site
 
     site.addsitedir(directory)
-    failures = []
-    for name in preload:
-        try:
-            __import__(name)
-        except BaseException as exc:  # a package that does not import here is reported
-            failures.append(f"{name}: {type(exc).__name__}: {exc}")
-    return failures
+
+
+def preload(name: str) -> str | None:
+    """Import a vetted package now, so that no snippet pays for it; returns why it could
+    not be imported, if it could not (a snippet importing it then gets the error itself)."""
+    try:
+        __import__(name)
+    except BaseException as exc:  # a package that does not import here is reported
+        return f"{name}: {type(exc).__name__}: {exc}"
+    return None
 
 
 def _vm_size_bytes(status_fd: int) -> int:

@@ -39,6 +39,8 @@ log = logging.getLogger("coderunner.forkserver")
 
 # Vetted packages (see _packages.py): (modules imported before forking, descriptions).
 PythonPackageSetup = tuple[tuple[str, ...], tuple[str, ...]]
+# Host files of the compiled filters: (the child filter, the import filter).
+FilterPaths = tuple[str, str]
 
 # The exit status of a child whose fork server died under it (the service's fault).
 SERVER_LOST = -(1 << 16)
@@ -86,11 +88,12 @@ class ForkServer:
         cls,
         policy: SandboxPolicy,
         server_filter: bytes,
-        child_filter_path: str,
+        filter_paths: FilterPaths,
         packages: PythonPackageSetup = ((), ()),
     ) -> ForkServer:
-        """Start the fork server in its jail and wait until it is up.  `packages`: the
-        vetted packages' modules it imports first, and their descriptions."""
+        """Start the fork server in its jail and wait until it is up.  `filter_paths`: the
+        compiled child and import filters (host files); `packages`: the vetted packages'
+        modules it imports first, and their descriptions."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         config = protocol.ForkServerConfig(
             control_fd=theirs.fileno(),
@@ -110,7 +113,10 @@ class ForkServer:
                     command,
                     seccomp_fd=seccomp_fd,
                     result_fifo=None,
-                    extra_files=((child_filter_path, protocol.CHILD_FILTER),),
+                    extra_files=(
+                        (filter_paths[0], protocol.CHILD_FILTER),
+                        (filter_paths[1], protocol.IMPORT_FILTER),
+                    ),
                     relaxation=ALLOW_NAMESPACE_SETUP,
                 ),
                 seccomp_filter=server_filter,
@@ -132,6 +138,9 @@ class ForkServer:
             message = b""
         if message != protocol.UP:
             await server.close()
+            if message.startswith(b"error "):  # it refused, and said why
+                reason = protocol.parse_control(message).text
+                raise SandboxUnavailable(f"the Python fork server refused to start: {reason}")
             raise SandboxUnavailable(
                 f"the Python fork server did not start (exit {process.returncode}); "
                 "run `coderunner doctor`"
@@ -342,7 +351,7 @@ class ForkServerGroup:
         count: int,
         policy: SandboxPolicy,
         server_filter: bytes,
-        child_filter_path: str,
+        filter_paths: FilterPaths,
         cgroups: CgroupManager | None,
         cleanups: CleanupTasks,
         output_limit_bytes: int,
@@ -354,7 +363,7 @@ class ForkServerGroup:
         self._next = 0
         self._policy = policy
         self._server_filter = server_filter
-        self._child_filter_path = child_filter_path
+        self._filter_paths = filter_paths
         self._cgroups = cgroups
         self._cleanups = cleanups
         self._output_limit = output_limit_bytes
@@ -377,7 +386,7 @@ class ForkServerGroup:
             log.warning("fork server %d (pid %d) died; starting a new one", index, old.process.pid)
             await old.close()
         server = await ForkServer.start(
-            self._policy, self._server_filter, self._child_filter_path, self._packages
+            self._policy, self._server_filter, self._filter_paths, self._packages
         )
         self._slots[index] = server
         self._starting[index] = None

@@ -164,15 +164,17 @@ class Relaxation:
 
 # RELAXATION (the Python fork server only): it makes each child's fresh pid, mount and
 # ipc namespaces and mounts its private /tmp, /dev/shm and /proc/self, so it keeps
-# CAP_SYS_ADMIN in its own user namespace (meaningless on the host) and may unshare,
-# clone into those three namespaces and mount.  The server runs no user code; each child
+# CAP_SYS_ADMIN in its own user namespace (meaningless on the host) and may clone into
+# those three namespaces and mount.  The server runs no user code; each child
 # drops every capability and loads the full child filter before it reads its job.
 ALLOW_NAMESPACE_SETUP = Relaxation(
     why="the Python fork server gives each child fresh namespaces and its own /tmp",
     # CAP_SETPCAP only to empty its bounding set (bwrap puts the added capabilities in
     # it), first thing, before anything else runs; it then gives CAP_SETPCAP up for good.
     capabilities=("CAP_SYS_ADMIN", "CAP_SETPCAP"),
-    syscalls=("unshare", "mount", "umount2"),
+    # (Not unshare: the server makes namespaces only for a child, with clone.  Without it,
+    # a vetted package's import-time code cannot give the server itself new ones.)
+    syscalls=("mount", "umount2"),
     clone_flags=(protocol.CLONE_NEWNS, protocol.CLONE_NEWIPC, protocol.CLONE_NEWPID),
 )
 

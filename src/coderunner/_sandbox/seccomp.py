@@ -83,6 +83,18 @@ def compile_jail_filter(policy: SandboxPolicy, relaxation: Relaxation | None = N
     return _export(_jail_rules(_load_library(), policy, relaxation))
 
 
+def compile_import_filter() -> bytes:
+    """The filter the Python fork server loads (on top of the jail's) before it imports
+    the vetted packages: no program starts and no Unix-socket rendezvous, as for a
+    snippet.  It stacks; its children load the full child filter on top of it."""
+    sc = _load_library()
+    filt = sc.SyscallFilter(sc.ALLOW)
+    filt.set_attr(sc.Attr.ACT_BADARCH, sc.KILL_PROCESS)
+    for name in (*EXEC_SYSCALLS, *RENDEZVOUS_SYSCALLS):
+        filt.add_rule(sc.ERRNO(errno.EPERM), name)
+    return _export(filt)
+
+
 def compile_child_filter(policy: SandboxPolicy) -> bytes:
     """The filter a fork-server child loads before its job: the jail's rules, no program
     starts and no Unix-socket rendezvous with its siblings."""
