@@ -51,13 +51,17 @@ def free_port() -> int:
 class ServerProcess:
     """One `coderunner serve` child and its combined output (in a temporary file)."""
 
-    def __init__(self, *flags: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *flags: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
+    ) -> None:
+        """`prefix`: an argv the command runs under (e.g. another user's, test_nonroot)."""
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._log = tempfile.NamedTemporaryFile(prefix="coderunner-serve-", suffix=".log")
         # A library and history of its own, unless the test shares one on purpose.
         self._data = tempfile.TemporaryDirectory(prefix="coderunner-data-")
-        argv = [CODERUNNER, "serve", "--host", "127.0.0.1", "--port", str(self.port), *flags]
+        argv = [*prefix, CODERUNNER, "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        argv += flags
         self.process = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
@@ -151,9 +155,11 @@ def process_identity(pid: int) -> tuple[str, str] | None:
 
 
 @contextlib.contextmanager
-def running_server(*flags: str, env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
+def running_server(
+    *flags: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
+) -> Iterator[ServerProcess]:
     """A ready `coderunner serve` with these flags; its output is printed when done."""
-    server = ServerProcess(*flags, env=env)
+    server = ServerProcess(*flags, env=env, prefix=prefix)
     try:
         server.wait_ready()
         yield server
