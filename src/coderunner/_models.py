@@ -11,6 +11,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SerializerFunctionWrapHandler,
     model_serializer,
 )
@@ -111,6 +112,32 @@ class ExecutionResult(BaseModel):
     snippet: SnippetRef | None = Field(
         None, description="For a library run: the snippet's name and the version that ran."
     )
+    # The result's JSON text as the runner wrote it (validated by decoding it), with the
+    # value it was decoded to: a large result goes out over HTTP without being encoded
+    # again.  Only while `result` is still that value (replacing it drops the text; code
+    # that changes a result replaces it rather than editing it in place).
+    _result_json: tuple[Any, bytes] | None = PrivateAttr(None)
+
+    def keep_result_json(self, text: bytes | None) -> None:
+        """Remember `text` as the JSON of the current `result` (None forgets it)."""
+        self._result_json = None if text is None else (self.result, text)
+
+    def result_json(self) -> bytes | None:
+        """The JSON text of `result` when the runner's own is at hand, else None."""
+        kept = self._result_json
+        return kept[1] if kept is not None and kept[0] is self.result else None
+
+    def to_json(self) -> bytes:
+        """This result as JSON (as `model_dump_json`), splicing in the runner's own JSON
+        text of the result when it is at hand instead of encoding the value again."""
+        text = self.result_json()
+        if text is None or not self.ok:
+            return self.__pydantic_serializer__.to_json(self)
+        rest = self.model_dump_json(exclude={"result"})
+        head = '{"ok":true,'  # `ok`, then `result`, is the fields' order
+        if not rest.startswith(head):
+            return self.__pydantic_serializer__.to_json(self)
+        return b'{"ok":true,"result":' + text + b"," + rest[len(head) :].encode()
 
 
 class ExecutionRequest(BaseModel):

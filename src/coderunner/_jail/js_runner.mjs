@@ -203,43 +203,57 @@ function typeName(value) {
   return value.constructor?.name ?? "Object";
 }
 
+// The path of a value, written as the Python runner writes it: built only for an error
+// message.  `parent` is null (the result itself) or its container's {parent, key} node.
+function pathOf(parent, key) {
+  const keys = key === undefined ? [] : [key];
+  for (let node = parent; node !== null; node = node.parent) keys.push(node.key);
+  let path = "result";
+  for (let i = keys.length - 1; i >= 0; i--) path = childPath(path, keys[i]);
+  return path;
+}
+
 // What JSON.stringify would make of value, refusing whatever it would drop or alter.
-function toJson(value, path = "result", depth = 0, seen = new Set()) {
+// The value sits at `key` of the container `parent` (see pathOf); no path string is
+// built unless it is refused, so a large result costs one quick walk.
+function toJson(value, parent = null, key = undefined, depth = 0, seen = new Set()) {
   if (typeof value === "string") {
-    if (!value.isWellFormed()) throw loneSurrogate(path);
+    if (!value.isWellFormed()) throw loneSurrogate(pathOf(parent, key));
     return value;
   }
   if (value === null || typeof value === "boolean") return value;
   if (typeof value === "number") {
     if (Number.isFinite(value)) return value;
-    throw new SerializationProblem(path, String(value), "NaN and Infinity become null in JSON; return null or a string");
+    throw new SerializationProblem(pathOf(parent, key), String(value), "NaN and Infinity become null in JSON; return null or a string");
   }
+  const problem = (type, hint) => new SerializationProblem(pathOf(parent, key), type, hint);
   if (typeof value === "undefined") {
-    throw new SerializationProblem(path, "undefined", "JSON.stringify would drop it; use null");
+    throw problem("undefined", "JSON.stringify would drop it; use null");
   }
-  if (typeof value === "bigint") throw new SerializationProblem(path, "BigInt", "convert it with String(value) or Number(value)");
-  if (typeof value === "function") throw new SerializationProblem(path, "a function", "call it, or return data");
-  if (typeof value === "symbol") throw new SerializationProblem(path, "a symbol", "return its description as a string");
-  if (depth >= MAX_DEPTH) throw new SerializationProblem(path, typeName(value), `the value is nested deeper than ${MAX_DEPTH} levels`);
-  if (seen.has(value)) throw new SerializationProblem(path, typeName(value), "the value contains itself (a cycle)");
+  if (typeof value === "bigint") throw problem("BigInt", "convert it with String(value) or Number(value)");
+  if (typeof value === "function") throw problem("a function", "call it, or return data");
+  if (typeof value === "symbol") throw problem("a symbol", "return its description as a string");
+  if (depth >= MAX_DEPTH) throw problem(typeName(value), `the value is nested deeper than ${MAX_DEPTH} levels`);
+  if (seen.has(value)) throw problem(typeName(value), "the value contains itself (a cycle)");
   if (typeof value.toJSON === "function") {
-    return toJson(value.toJSON(), path, depth + 1, seen);
+    return toJson(value.toJSON(), parent, key, depth + 1, seen);
   }
   for (const [cls, hint] of REFUSED) {
-    if (value instanceof cls) throw new SerializationProblem(path, typeName(value), hint);
+    if (value instanceof cls) throw problem(typeName(value), hint);
   }
   if (ArrayBuffer.isView(value)) {
-    throw new SerializationProblem(path, typeName(value), "convert it to an array, e.g. Array.from(value)");
+    throw problem(typeName(value), "convert it to an array, e.g. Array.from(value)");
   }
   seen.add(value);
+  const here = key === undefined ? parent : { parent, key };
   let out;
   if (Array.isArray(value)) {
-    out = value.map((item, i) => toJson(item, childPath(path, i), depth + 1, seen));
+    out = value.map((item, i) => toJson(item, here, i, depth + 1, seen));
   } else {
     out = {};
-    for (const key of Object.keys(value)) {
-      if (!key.isWellFormed()) throw loneSurrogate(`${childPath(path, key)} (a key)`);
-      out[key] = toJson(value[key], childPath(path, key), depth + 1, seen);
+    for (const name of Object.keys(value)) {
+      if (!name.isWellFormed()) throw loneSurrogate(`${pathOf(here, name)} (a key)`);
+      out[name] = toJson(value[name], here, name, depth + 1, seen);
     }
   }
   seen.delete(value);
@@ -485,12 +499,15 @@ globalThis.Worker = SandboxWorker;
 // CommonJS require for Node built-ins, and clear refusals in the Node modules that
 // start programs or threads, for a snippet that mentions them.
 async function prepareNode(code) {
-  if (/process/.test(code)) {
+  // A vetted package may read process.env at its import (isexe reads OSTYPE): it sees
+  // the jail's empty environment, as under Node with none, not a permission error.
+  const usesPackages = PACKAGES.length > 0 && /require|import/.test(code);
+  if (/process/.test(code) || usesPackages) {
     // (An exit that dodges this still ends as a runtime_error: the host sees no result.)
     globalThis.process.exit = exitAs("process.exit");
     try { Object.defineProperty(globalThis.process, "env", { value: {}, configurable: true }); } catch { /* keep Deno's */ }
   }
-  if (!/require|child_process|worker_threads/.test(code)) return;
+  if (!usesPackages && !/require|child_process|worker_threads/.test(code)) return;
   const { createRequire } = await import("node:module");
   // Resolved from the snippet's folder (/tmp, then /node_modules: the vetted packages).
   const nodeRequire = createRequire("file://" + MODULE_PATH);
@@ -508,7 +525,7 @@ async function prepareNode(code) {
   if (/worker_threads/.test(code)) {
     try { (await import("node:worker_threads")).default.Worker = SandboxWorker; } catch { /* absent */ }
   }
-  if (/child_process/.test(code)) {
+  if (/child_process/.test(code) || usesPackages) {  // (a package may start programs)
     try {
       const childProcess = (await import("node:child_process")).default;
       for (const name of ["spawn", "spawnSync", "exec", "execSync", "execFile", "execFileSync", "fork"]) {

@@ -18,7 +18,9 @@ One execution
    jail's rlimits from outside (prlimit) and keeps the runner warm.
 3. The host sends the `Job` (`encode_job`): JSON, UTF-8, on the runner's stdin, which it
    then closes.  The runner reads to EOF and answers `STARTED` (``started\\n`` / the
-   message ``started``): from here on the job counts as delivered.
+   message ``started``): from here on the job counts as delivered.  (Inputs the host
+   has already encoded, `EncodedInputs`, are spliced in as they are: one JSON object
+   either way.)
 4. The runner runs the snippet and writes one frame to the result channel (`RESULT_FD`
    for Python, the FIFO for JavaScript), closes it, and exits:
 
@@ -27,7 +29,9 @@ One execution
 
    `decode_frame` reads it defensively: the snippet can write into the same channel, so
    anything that is not one well-formed frame is the snippet's fault (runtime_error),
-   never the service's.
+   never the service's.  An ok frame's result is decoded in full even where the host
+   needs only its bytes (`Frame.body`, which HTTP sends on as it is): decoding is what
+   proves them one valid JSON value.
 5. The host kills whatever is left of the jail and removes it.
 
 Python fork server control channel (SOCK_SEQPACKET, its descriptor given in the
@@ -45,8 +49,11 @@ stderr, result] (host → child), ``started`` (child → host).
 
 from __future__ import annotations
 
+import gc
 import json
 import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -140,15 +147,45 @@ class Job(TypedDict):
     language: str
 
 
+class EncodedInputs(dict[str, Any]):
+    """Inputs that carry their own JSON text as well, encoded once by the host (which
+    had to encode them anyway, to check they are JSON), so that `encode_job` splices the
+    text in instead of encoding a large payload a second time."""
+
+    def __init__(self, values: dict[str, Any], text: bytes) -> None:
+        super().__init__(values)
+        self.text = text  # the values as a JSON object, UTF-8 (lone surrogates passed)
+
+
 def encode_job(job: Job) -> bytes:
     """The job as the runner reads it (lone surrogates in the inputs pass through)."""
-    return _json_dumps(job, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    inputs = job["inputs"]
+    if not isinstance(inputs, EncodedInputs):
+        return _json_dumps(job, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    rest = _json_dumps({k: v for k, v in job.items() if k != "inputs"}, ensure_ascii=False)
+    return rest[:-1].encode("utf-8", "surrogatepass") + b', "inputs": ' + inputs.text + b"}"
 
 
 def decode_job(data: bytes) -> Job:
     """The job as the host sent it."""
-    job: Job = _json_loads(data.decode("utf-8", "surrogatepass"))
+    with paused_gc():
+        job: Job = _json_loads(data.decode("utf-8", "surrogatepass"))
     return job
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cyclic garbage collection in the block: decoding a large JSON document creates
+    containers by the hundred thousand, each batch of which would start a collection
+    that walks them all again, and decoding creates no cycles to collect."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 # -- fork server configuration ------------------------------------------------------------
@@ -257,6 +294,7 @@ class Frame:
 
     ok: bool = False
     value: Any = None
+    body: bytes | None = None  # ok: the result's JSON as the channel held it (validated)
     error: dict[str, Any] | None = None
     garbage: str | None = None
     empty: bool = False
@@ -280,7 +318,8 @@ def _loads(data: bytes) -> Any:
     that a snippet wrote into the channel.
     """
     try:
-        return _json_loads(data.decode("utf-8"), parse_constant=_refuse_constant)
+        with paused_gc():
+            return _json_loads(data.decode("utf-8"), parse_constant=_refuse_constant)
     except (RecursionError, MemoryError) as exc:
         raise ValueError(f"it cannot be decoded: {type(exc).__name__}") from None
 
@@ -336,8 +375,12 @@ def clean_text(value: Any) -> str | None:
     return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
-def decode_frame(data: bytes) -> Frame:
-    """Interpret what a result channel held (see the module docstring, step 4)."""
+def decode_frame(data: bytes, fast_loads: Callable[[bytes], Any] | None = None) -> Frame:
+    """Interpret what a result channel held (see the module docstring, step 4).
+
+    `fast_loads`: a faster strict decoder for the result (the host's); whatever it
+    refuses with ValueError is decoded again here, so the outcome never depends on it.
+    """
     header_line, newline, body = data.partition(b"\n")
     if not newline or not header_line.startswith(b"{") or len(header_line) > MAX_HEADER_BYTES:
         return Frame(empty=not data, garbage=None if not data else "no header line")
@@ -349,14 +392,14 @@ def decode_frame(data: bytes) -> Frame:
         return Frame(garbage="the header is not a frame header")
     if header["ok"]:
         try:
-            value = _loads(body)
+            value = _decode_result(body, fast_loads)
         except ValueError as exc:
             return Frame(garbage=f"the result is not JSON ({exc})")
         if _ESCAPED_SURROGATE.search(body):  # only then is a walk worth it
             where = lone_surrogate_path(value)
             if where is not None:
                 return Frame(error=lone_surrogate_error(where))
-        return Frame(ok=True, value=value)
+        return Frame(ok=True, value=value, body=body)
     error = header.get("error")
     kind = error.get("type") if isinstance(error, dict) else None
     if not isinstance(error, dict) or not isinstance(kind, str) or kind not in RUNNER_ERROR_TYPES:
@@ -371,6 +414,15 @@ def decode_frame(data: bytes) -> Frame:
             "traceback": clean_text(error.get("traceback")),
         }
     )
+
+
+def _decode_result(body: bytes, fast_loads: Callable[[bytes], Any] | None) -> Any:
+    if fast_loads is not None:
+        try:
+            return fast_loads(body)
+        except ValueError:
+            pass  # not strict JSON to it: the standard decoder has the last word
+    return _loads(body)
 
 
 def lone_surrogate_error(where: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import datetime
 import decimal
 import errno
 import functools
+import gc
 import hashlib
 import hmac
 import inspect
@@ -26,6 +27,7 @@ import itertools
 import json
 import linecache
 import math
+import operator
 import os
 import random
 import resource
@@ -40,6 +42,7 @@ import urllib.parse
 import uuid
 import zoneinfo
 from collections.abc import Awaitable, Callable
+from itertools import chain, compress, repeat
 from typing import Any, NoReturn
 
 try:
@@ -154,6 +157,63 @@ def check_json(
         "return plain data: dict, list, str, int, float, bool or None "
         "(e.g. dataclasses.asdict(obj) or vars(obj))",
     )
+
+
+_SEQUENCES = frozenset({list, tuple})
+# The exact types a plain result is made of (subclasses are left to check_json).
+_PLAIN_TYPES = frozenset({str, int, float, bool, type(None), dict}) | _SEQUENCES
+_CONTAINERS = _SEQUENCES | {dict}
+_DICT_ONLY = {dict}
+_STR_ONLY = frozenset({str})
+
+
+def plainly_json(value: object) -> bool:
+    """Whether a value that json.dumps has just encoded also passes `check_json`, proved
+    with built-in iteration only (C speed, no per-item Python code): exact built-in types,
+    string keys, nesting shallower than MAX_DEPTH.  False means "ask check_json", which
+    walks in Python and names the path.
+
+    What json.dumps accepts but check_json refuses: keys that collide once converted
+    (only possible with a non-string key), and nesting of MAX_DEPTH levels or more.
+    NaN, infinities, cycles, other types and non-JSON keys already failed json.dumps.
+    """
+    level: list[Any] = [value]
+    for _ in range(MAX_DEPTH + 1):
+        kinds = set(map(type, level))
+        if not _PLAIN_TYPES.issuperset(kinds):
+            return False
+        if kinds.isdisjoint(_CONTAINERS):
+            return True
+        dicts: list[Any] = level if kinds == _DICT_ONLY else []
+        sequences: list[Any] = level if kinds <= _SEQUENCES else []
+        if not dicts and not sequences:  # mixed: pick the containers out, then sort them
+            containers = list(compress(level, map(_CONTAINERS.__contains__, map(type, level))))
+            each = list(map(type, containers))
+            dicts = list(compress(containers, map(operator.is_, each, repeat(dict))))
+            sequences = list(compress(containers, map(operator.is_not, each, repeat(dict))))
+        if not _STR_ONLY.issuperset(map(type, chain.from_iterable(dicts))):
+            return False
+        values = chain.from_iterable(map(dict.values, dicts))
+        level = list(chain(values, chain.from_iterable(sequences)))
+    return False  # containers MAX_DEPTH levels down
+
+
+def encode_result(value: object) -> bytes:
+    """The result as compact UTF-8 JSON; raises as `check_json` would have, first.
+
+    Encoded first, in C; `check_json` walks (slowly, naming the path) only to explain a
+    failure or when `plainly_json` cannot vouch for the value, so a refused result gets
+    exactly the message it always got and a plain one never pays for the walk.
+    """
+    try:
+        text = _dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+        body = text.encode("utf-8")
+    except (ValueError, TypeError, RecursionError, MemoryError):  # (UnicodeEncodeError too)
+        check_json(value)  # a SerializationProblem names the path
+        raise
+    if not plainly_json(value):
+        check_json(value)
+    return body
 
 
 def _filter_frames(te: traceback.TracebackException) -> None:
@@ -352,9 +412,7 @@ def _run_snippet(code: str, inputs: dict[str, Any]) -> dict[str, Any]:
     except BaseException as exc:
         return {"ok": False, "error": error_from_exception(exc, 0)}
     try:
-        check_json(value)
-        text = _dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
-        body = text.encode("utf-8")
+        body = encode_result(value)
     except UnicodeEncodeError:  # a lone surrogate: not text any encoder can send
         where = protocol.lone_surrogate_path(value) or "result"
         return {"ok": False, "error": protocol.lone_surrogate_error(where)}
@@ -474,6 +532,9 @@ def serve_job(result_fd: int = protocol.RESULT_FD, status_fd: int = protocol.STA
     with contextlib.suppress(OSError):
         os.setsid()
     job = protocol.decode_job(sys.stdin.buffer.read())
+    # Decoded JSON holds no cycles: frozen, the inputs (100,000 rows, say) are not walked
+    # again by every full collection the snippet's own allocations start.
+    gc.freeze()
     null = os.open("/dev/null", os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)

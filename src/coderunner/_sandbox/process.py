@@ -21,7 +21,9 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
+from .._errors import SandboxUnavailable
 from .._jail import protocol
+from .._json import strict_loads
 from .._models import ErrorDetail, ErrorType, ExecutionResult, Language
 from .cgroup import CgroupSlot
 from .policy import SandboxPolicy
@@ -62,12 +64,30 @@ class PidHandle:
         """Whether the process has exited (reaped or not): its pidfd turns readable."""
         return self._fd is None or bool(select.select([self._fd], [], [], 0)[0])
 
-    def kill(self) -> None:
-        """SIGKILL, without waiting; nothing happens if it is already gone."""
-        if self._fd is not None and not self.exited():
-            log.debug("%s: SIGKILL to pid %d", self.what, self.pid)
+    def kill(self, tree: bool = False) -> None:
+        """SIGKILL, without waiting; nothing happens if it is already gone.
+
+        `tree`: the process is a bubblewrap whose clone is the jail's init.  That clone
+        arms PR_SET_PDEATHSIG only once it runs, so a bwrap killed in between leaves it
+        and the runtime behind, alive, outside any process this service knows (a pids
+        cgroup would still catch them; an unprivileged service may have none).  So the
+        bwrap is stopped first (a stopped process cannot clone), its children are
+        killed, then it is.
+        """
+        if self._fd is None or self.exited():
+            return
+        log.debug("%s: SIGKILL to pid %d", self.what, self.pid)
+        if tree:
             with contextlib.suppress(ProcessLookupError, OSError):
-                signal.pidfd_send_signal(self._fd, signal.SIGKILL)
+                signal.pidfd_send_signal(self._fd, signal.SIGSTOP)
+            _wait_stopped(self.pid)
+            # (a child that exited meanwhile stays a zombie of the stopped parent: its pid
+            # cannot be reused before the kill below)
+            for child in _children(self.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError, OSError):
+            signal.pidfd_send_signal(self._fd, signal.SIGKILL)
 
     def close(self) -> None:
         if self._fd is not None:
@@ -127,6 +147,34 @@ async def open_reader(fd: int, limit: int = 1 << 16) -> asyncio.StreamReader:
     return reader
 
 
+def _children(pid: int) -> list[int]:
+    """The direct children of `pid`, through /proc/PID/task/TID/children."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in tasks:
+        with contextlib.suppress(OSError, ValueError):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                found.extend(int(c) for c in f.read().split())
+    return found
+
+
+def _wait_stopped(pid: int, limit_s: float = 0.5) -> None:
+    """Wait (briefly, bounded) until `pid` is stopped, dead or gone."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rpartition(")")[2].split()[0]
+        except (OSError, IndexError):
+            return
+        if state in ("T", "t", "Z", "X"):
+            return
+        time.sleep(0.0002)
+
+
 def descendants(pid: int) -> list[int]:
     """Every process below `pid`, through /proc/PID/task/TID/children."""
     found: list[int] = []
@@ -152,11 +200,22 @@ def set_rlimits(
     pid: int, limits: tuple[tuple[int, int], ...], *, descendants_too: bool = True
 ) -> None:
     """Set hard and soft limits on `pid` (and everything below it) with prlimit, from
-    outside the jail."""
+    outside the jail.
+
+    Fails closed: SandboxUnavailable when a limit cannot be set on a live process (run
+    as an unprivileged user, RLIMIT_NPROC is the jail's only process-count wall where
+    there is no pids cgroup).  A process that has exited meanwhile needs no limit.
+    """
     for target in (pid, *descendants(pid)) if descendants_too else (pid,):
         for which, value in limits:
-            with contextlib.suppress(OSError):
+            try:
                 resource.prlimit(target, which, (value, value))
+            except ProcessLookupError:
+                break
+            except OSError as exc:
+                raise SandboxUnavailable(
+                    f"cannot set resource limit {which} of jailed process {target}: {exc}"
+                ) from exc
 
 
 class JailedProcess:
@@ -251,7 +310,8 @@ class JailedProcess:
         """Send the kill (the jail's process, and its cgroup); do not wait."""
         self.state = WorkerState.DONE
         if self._handle is not None:
-            self._handle.kill()
+            # a bwrap (not a fork-server child, which is its jail's init itself)
+            self._handle.kill(tree=self.rlimit_descendants)
         else:
             self._abandon()
         if self._cgroup:
@@ -296,7 +356,11 @@ class JailedProcess:
         assert self.state is WorkerState.READY, self.state
         self.state = WorkerState.RUNNING
         language = language or self.language
-        self._limit_memory(memory_mb)
+        try:
+            self._limit_memory(memory_mb)
+        except SandboxUnavailable:
+            await self.kill()  # never run a job without its limits
+            raise
         job = protocol.encode_job(
             protocol.Job(
                 code=code,
@@ -362,9 +426,10 @@ class JailedProcess:
         memory_mb: int,
         result_limit_bytes: int,
     ) -> None:
-        frame = protocol.decode_frame(data)
+        frame = protocol.decode_frame(data, strict_loads)
         if frame.ok:
             result.ok, result.result = True, frame.value
+            result.keep_result_json(frame.body)
             return
         if frame.error is not None:
             result.error = ErrorDetail.model_validate(frame.error)

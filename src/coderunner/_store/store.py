@@ -646,9 +646,18 @@ def _cut(text: str, limit: int) -> tuple[str, bool]:
 
 def _execution_row(record: ExecutionRecord) -> dict[str, Any]:
     """A history row; results and inputs larger than RESULT_LIMIT are reduced (`note`)."""
-    result: dict[str, Any] = _storable(record.result.model_dump(mode="json"))
+    # A result whose JSON text (the runner's) is over twice the limit cannot come under it
+    # (storing at most halves an escape: six bytes become U+FFFD's three): it is not
+    # dumped and walked just to be dropped.
+    text = record.result.result_json()
+    far_over = text is not None and len(text) > 2 * RESULT_LIMIT
+    exclude = {"result"} if far_over else None
+    result: dict[str, Any] = _storable(record.result.model_dump(mode="json", exclude=exclude))
     notes: list[str] = []
-    size = _json_size(result)
+    if text is not None and far_over:
+        size = _json_size(result) + len(b',"result":') + len(text)
+    else:
+        size = _json_size(result)
     if size > RESULT_LIMIT:
         result["result"] = None
         for stream in ("stdout", "stderr"):
