@@ -30,7 +30,14 @@ def other_valid_value(f: dataclasses.Field) -> Any:
 
 
 def test_text_settings_are_read_as_they_are() -> None:
-    assert TEXT_FIELDS == ["data_dir", "database_url", "python_packages", "javascript_packages"]
+    assert TEXT_FIELDS == [
+        "cgroups",
+        "data_dir",
+        "database_url",
+        "python_packages",
+        "javascript_packages",
+        "javascript_isolation",
+    ]
     environ = {"CODERUNNER_DATA_DIR": "/srv/cr", "CODERUNNER_DATABASE_URL": "postgresql://h/db"}
     settings = Settings.from_env(environ)
     assert (settings.data_dir, settings.database_url) == ("/srv/cr", "postgresql://h/db")

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pwd
+import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -50,8 +53,12 @@ def exec_blocked():
     "host_files_visible": [p for p in paths if os.path.exists(p)],
     "hostname": os.uname().nodename,
     "rlimit_as": __import__("resource").getrlimit(__import__("resource").RLIMIT_AS)[0],
+    "rlimit_nproc": __import__("resource").getrlimit(__import__("resource").RLIMIT_NPROC)[0],
 }
 """
+
+# Directories every jail has of its own (a host path equal to one proves nothing).
+JAIL_OWN_DIRS = ("/", "/tmp", "/dev", "/proc", "/run")
 
 HELP_USERNS = (
     "unprivileged user namespaces are disabled. Enable them: "
@@ -109,11 +116,15 @@ def _version(argv: list[str]) -> str:
         return f"unavailable ({exc})"
 
 
-async def _probe(settings: Settings) -> tuple[dict[str, Any] | None, str]:
+async def _probe(settings: Settings, marker: str) -> tuple[dict[str, Any] | None, str]:
+    """Run the probe and the JavaScript checks in real jails; `marker`: a file planted in
+    the host's temporary directory, which no jail may see."""
     from ._engine import Engine
 
     async with Engine(settings, warm=()) as engine:
-        host_paths = ["/etc/passwd", "/etc/hostname", "/home", os.getcwd()]
+        host_paths = ["/etc/passwd", "/etc/hostname", "/home", marker]
+        if os.getcwd() not in JAIL_OWN_DIRS:  # the jail has its own /tmp (and /)
+            host_paths.append(os.getcwd())
         host_paths += [p for p in sys.path if "site-packages" in p]
         home = os.path.expanduser("~")
         runtime = os.path.realpath(sys.base_prefix)  # the interpreter may live in $HOME
@@ -131,10 +142,14 @@ async def _probe(settings: Settings) -> tuple[dict[str, Any] | None, str]:
                 timeout_ms=20_000,
             )
         )
+        isolate = settings.javascript_isolation == "isolate"
         js = await engine.execute(
             ExecutionRequest(
                 language=Language.JAVASCRIPT,
-                code="return [typeof Deno, Deno.version.deno]",
+                # Isolate mode: a fresh isolate in a jailed workerd, which has no Deno.
+                code="return [typeof WebSocketPair, typeof Deno]"
+                if isolate
+                else "return [typeof Deno, Deno.version.deno]",
                 timeout_ms=20_000,
             )
         )
@@ -152,6 +167,16 @@ async def _probe(settings: Settings) -> tuple[dict[str, Any] | None, str]:
     elif not ts.ok:
         js_detail = f"failed: Deno {js.result[1]} runs JavaScript but not TypeScript: "
         js_detail += ts.error.message  # type: ignore[union-attr]
+    elif isolate:
+        from ._runtimes.workerd import WORKERD_VERSION
+
+        ok = js.result == ["function", "undefined"]
+        js_detail = (
+            f"isolate mode: workerd {WORKERD_VERSION}, a fresh V8 isolate per execution "
+            f"(TypeScript on Deno: {ts.result})"
+            if ok
+            else f"failed: isolate mode ran the probe in something else: {js.result}"
+        )
     else:
         js_detail = f"Deno {js.result[1]} (TypeScript {ts.result})"
     return result.result, js_detail
@@ -175,38 +200,37 @@ def run_checks(settings: Settings | None = None) -> Report:
         report.add("libseccomp", False, f"{exc}: install libseccomp2")
     cgroups = CgroupManager(f"coderunner-doctor-{os.getpid()}")
     root = os.geteuid() == 0
+    cgroup_problem = cgroups.problem
     report.add(
         "cgroup memory+pids",
         cgroups.available,
-        ("v2" if cgroups.v2 else "v1") + " controllers writable"
+        ("v2 (delegated)" if cgroups.v2 else "v1") + " controllers writable"
         if cgroups.available
-        else f"{cgroups.problem}; falling back to rlimits",
-        required=False,
+        else f"{cgroups.problem}; {_cgroup_hint(root, settings.cgroups)}",
+        # off is allowed as an unprivileged user (rlimits), unless cgroups=required
+        required=settings.cgroups == "required",
     )
     cgroups.close()
-    report.add(
-        "process limit",
-        cgroups.available or not root,
-        "pids cgroup"
-        if cgroups.available
-        else (
-            "RLIMIT_NPROC in the jail's user namespace"
-            if not root
-            else "running as root without a pids cgroup: RLIMIT_NPROC does not bind root; "
-            "run as an unprivileged user or give the service a writable pids cgroup"
-        ),
-    )
     report.add("python runtime", True, f"CPython {sys.version.split()[0]} ({sys.executable})")
+    _add_service_user(report, root)
     if bwrap is None:
+        _add_process_limit(report, settings, cgroups.available, cgroup_problem, root, None)
         return report
+    fd, marker = tempfile.mkstemp(prefix="coderunner-doctor-marker-")
+    os.close(fd)
     try:
-        seen, js_detail = asyncio.run(_probe(settings))
+        seen, js_detail = asyncio.run(_probe(settings, marker))
     except CodeRunnerError as exc:
         report.add("jail", False, str(exc))
+        _add_process_limit(report, settings, cgroups.available, cgroup_problem, root, None)
         return report
+    finally:
+        os.unlink(marker)
     if seen is None:
         report.add("jail", False, f"{js_detail}. If namespaces are refused: {HELP_USERNS}")
+        _add_process_limit(report, settings, cgroups.available, cgroup_problem, root, None)
         return report
+    _add_process_limit(report, settings, cgroups.available, cgroup_problem, root, seen)
     host_ns = {n: os.readlink(f"/proc/self/ns/{n}") for n in seen["ns"]}
     names = {
         "user": "user namespace",
@@ -245,19 +269,87 @@ def run_checks(settings: Settings | None = None) -> Report:
         not visible,
         "only runtime files are mounted" if not visible else f"visible: {', '.join(visible)}",
     )
-    report.add(
-        "memory rlimit",
-        seen["rlimit_as"] > 0,
-        f"RLIMIT_AS {seen['rlimit_as'] // (1024 * 1024)} MiB in a job",
+    memory_cgroup = (
+        f"memory cgroup per execution ({'both runtimes' if cgroups.v2 else 'JavaScript'}), and "
+        if cgroups.available
+        else ""
     )
-    if seen["uid_map"][1] == "0":
-        report.add(
-            "unprivileged host uid",
-            False,
-            "the jail's user maps to root on the host (the service runs as root); "
-            "it has no capabilities, but running the service as an unprivileged user "
-            "adds a layer",
-            required=False,
-        )
-    report.add("javascript runtime", js_detail.startswith("Deno"), js_detail)
+    report.add(
+        "memory limit",
+        seen["rlimit_as"] > 0,
+        f"{memory_cgroup}rlimits: Python RLIMIT_AS ({seen['rlimit_as'] // (1024 * 1024)} MiB "
+        "in a job of the default memory_mb); JavaScript: V8 heap limit and RLIMIT_DATA"
+        + ("" if cgroups.available else "; no memory cgroup: " + str(cgroup_problem))
+        if seen["rlimit_as"] > 0
+        else "no RLIMIT_AS in a Python job: memory is not limited",
+    )
+    report.add("javascript runtime", js_detail.startswith(("Deno", "isolate mode")), js_detail)
     return report
+
+
+def _cgroup_hint(root: bool, mode: str) -> str:
+    """What happens without cgroups, for the doctor's line."""
+    if mode == "required":
+        return "cgroups=required: the service refuses to start"
+    if root:
+        return "as root the service refuses to start (no process limit without it)"
+    return "falling back to rlimits (cgroups=auto)"
+
+
+def _add_service_user(report: Report, root: bool) -> None:
+    """Which host user the jails run as (a bwrap without setuid maps the jail to it)."""
+    uid = os.geteuid()
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = "no name"
+    report.add(
+        "unprivileged service user",
+        not root,
+        f"uid {uid} ({name}): every jailed process is this user on the host, "
+        "with no capability there"
+        if not root
+        else "the service runs as root, and the jail's user maps to root on the host; "
+        "it has no capabilities, but running as an unprivileged user adds a layer "
+        "(see docs/running-unprivileged.md)",
+        required=False,
+    )
+
+
+def _add_process_limit(
+    report: Report,
+    settings: Settings,
+    cgroup: bool,
+    problem: str | None,
+    root: bool,
+    seen: dict[str, Any] | None,
+) -> None:
+    """The process-count wall: a pids cgroup, else RLIMIT_NPROC (which binds non-root)."""
+    if cgroup:
+        report.add("process limit", True, f"pids cgroup: pids.max per execution "
+                   f"({settings.max_processes} + the runtime's own threads)")  # fmt: skip
+        return
+    if root:
+        report.add(
+            "process limit",
+            False,
+            "running as root without a pids cgroup: RLIMIT_NPROC does not bind root; "
+            f"run as an unprivileged user or give the service a writable pids cgroup ({problem})",
+        )
+        return
+    nproc = seen["rlimit_nproc"] if seen else None
+    ceiling = resource.getrlimit(resource.RLIMIT_NPROC)[0]
+    bounded = nproc is not None and nproc not in (resource.RLIM_INFINITY, -1)
+    report.add(
+        "process limit",
+        bounded,
+        f"RLIMIT_NPROC {nproc} in a jail (the kernel counts the tasks of the jail's user "
+        "namespace; a Python fork server's children share one count); all processes of "
+        f"uid {os.geteuid()} together: at most "
+        + ("unlimited" if ceiling in (resource.RLIM_INFINITY, -1) else str(ceiling))
+        + " (the service's own RLIMIT_NPROC; systemd LimitNPROC=)"
+        if bounded
+        else "no jail started, so RLIMIT_NPROC could not be checked"
+        if seen is None
+        else "no RLIMIT_NPROC in a jail: processes are not limited",
+    )

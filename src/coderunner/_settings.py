@@ -14,6 +14,13 @@ from ._models import MIN_MEMORY_MB, ExecutionRequest
 
 MiB = 1024 * 1024
 
+# The `cgroups` setting: what the service does without a writable pids+memory cgroup.
+#   auto      use one where this service may create it; else rlimits, unless the service
+#             runs as root (the kernel exempts root from RLIMIT_NPROC: no process limit)
+#   required  refuse to start without one (an operator who delegated a cgroup and wants
+#             memory and process counts as hard kernel limits, never a fallback)
+CGROUP_MODES: tuple[str, ...] = ("auto", "required")
+
 
 def env_value(environ: Mapping[str, str], name: str) -> str | None:
     """The value of the variable `name`, or of the file `name_FILE` names (a container's
@@ -34,6 +41,10 @@ def env_value(environ: Mapping[str, str], name: str) -> str | None:
     return text[:-1] if text.endswith("\n") else text
 
 
+# JavaScript's isolation modes (the javascript_isolation setting).
+JAVASCRIPT_ISOLATION_MODES = ("process", "isolate")
+
+
 def _setting(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
@@ -50,6 +61,11 @@ class Settings:
     result_limit_bytes: int = _setting(16 * MiB, "Largest encoded result (else output_limit).")
     max_processes: int = _setting(16, "Processes and threads one execution may have.")
     tmp_size_mb: int = _setting(16, "Size of the in-memory scratch /tmp of one execution.")
+    cgroups: str = _setting(
+        "auto",
+        "'auto': pids+memory cgroups where the service may create them, else rlimits "
+        "(refused as root); 'required': refuse to start without them.",
+    )
     python_pool_size: int = _setting(8, "Pre-forked isolated Python children kept ready.")
     python_fork_servers: int = _setting(
         min(4, os.cpu_count() or 1), "Jailed Python fork servers (one per core scales best)."
@@ -83,6 +99,23 @@ class Settings:
         "",
         "Vetted npm packages snippets may import, comma-separated, at exact versions "
         "(e.g. lodash@4.17.21); installed like python_packages.",
+    )
+    javascript_isolation: str = _setting(
+        "process",
+        "How JavaScript executions are isolated: 'process' (a fresh jailed Deno process "
+        "each) or 'isolate' (a fresh V8 isolate each, inside jailed workerd processes that "
+        "serve one execution at a time; faster, but an engine exploit reaches later "
+        "executions of the same process until it is recycled; see docs/performance.md).",
+    )
+    javascript_isolate_processes: int = _setting(
+        os.cpu_count() or 1,
+        "Isolate mode: workerd processes per API key (one execution in flight each).",
+    )
+    javascript_isolate_recycle_executions: int = _setting(
+        1000, "Isolate mode: a workerd process is replaced after this many executions."
+    )
+    javascript_isolate_recycle_s: float = _setting(
+        300.0, "Isolate mode: a workerd process is replaced after this many seconds."
     )
 
     @classmethod
@@ -133,6 +166,20 @@ class Settings:
             )
         if self.max_concurrency < 1:
             raise InvalidRequest("max_concurrency must be at least 1")
+        if self.javascript_isolation not in JAVASCRIPT_ISOLATION_MODES:
+            raise InvalidRequest(
+                f"javascript_isolation must be one of {', '.join(JAVASCRIPT_ISOLATION_MODES)}, "
+                f"not {self.javascript_isolation!r}"
+            )
+        if self.javascript_isolate_processes < 1 or self.javascript_isolate_recycle_executions < 1:
+            raise InvalidRequest(
+                "javascript_isolate_processes and javascript_isolate_recycle_executions must "
+                "be at least 1"
+            )
+        if self.cgroups not in CGROUP_MODES:
+            raise InvalidRequest(
+                f"cgroups must be one of {', '.join(CGROUP_MODES)}, not {self.cgroups!r}"
+            )
 
     def resolve_limits(self, request: ExecutionRequest) -> tuple[int, int]:
         """The (timeout_ms, memory_mb) a request runs with; above a maximum is refused."""

@@ -368,3 +368,62 @@ def test_kill_all_kills_the_listed_processes(v2_slot: CgroupSlot) -> None:
 def test_kill_all_without_procs_files(v1_slot: CgroupSlot) -> None:
     v1_slot.kill_all()  # nothing listed, nothing to do
     assert all(d.exists() for d in v1_slot.dirs.values())
+
+
+# -- a delegated cgroup v2 group (systemd Delegate=yes) --------------------------------------
+
+
+def delegated_group(tmp_path: Path, enabled: str) -> Path:
+    """The files of a service's own v2 group: it holds the service's processes."""
+    group = tmp_path / "coderunner.service"
+    group.mkdir()
+    (group / "cgroup.controllers").write_text("cpu io memory pids\n")
+    (group / "cgroup.subtree_control").write_text(enabled)
+    (group / "cgroup.procs").write_text("4242\n")
+    return group
+
+
+def test_v2_base_moves_the_service_out_before_enabling_controllers(tmp_path: Path) -> None:
+    group = delegated_group(tmp_path, "")
+    base = cgroup.setup_v2_base(group, "coderunner-1")
+    # The kernel refuses +pids +memory on a group that holds processes: they moved first.
+    assert (group / cgroup.SERVICE_LEAF / "cgroup.procs").read_text() == "4242"
+    assert (group / "cgroup.subtree_control").read_text() == "+pids +memory"
+    assert base == group / "coderunner-1"
+    assert (base / "cgroup.subtree_control").read_text() == "+pids +memory"
+
+
+def test_v2_base_with_controllers_already_enabled_moves_nothing(tmp_path: Path) -> None:
+    group = delegated_group(tmp_path, "memory pids\n")
+    cgroup.setup_v2_base(group, "coderunner-2")
+    assert not (group / cgroup.SERVICE_LEAF).exists()
+    assert (group / "cgroup.subtree_control").read_text() == "memory pids\n"
+
+
+def test_v2_base_on_a_group_not_ours_is_an_oserror(tmp_path: Path) -> None:
+    group = delegated_group(tmp_path, "")
+    (group / "cgroup.subtree_control").unlink()  # as unreadable as a foreign group's
+    with pytest.raises(OSError):
+        cgroup.setup_v2_base(group, "coderunner-3")
+
+
+# -- fail closed: when the service refuses to start without a cgroup ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("available", "mode", "root", "refused"),
+    [
+        (True, "auto", True, None),
+        (True, "required", False, None),
+        (False, "auto", False, None),  # rlimits: RLIMIT_NPROC binds a non-root user
+        (False, "auto", True, "running as root"),  # no process limit at all
+        (False, "required", False, "cgroups=required"),
+        (False, "required", True, "cgroups=required"),
+    ],
+)
+def test_refusal(available: bool, mode: str, root: bool, refused: str | None) -> None:
+    answer = cgroup.refusal(available, "no delegation", mode, root)
+    if refused is None:
+        assert answer is None
+    else:
+        assert answer is not None and refused in answer and "no delegation" in answer

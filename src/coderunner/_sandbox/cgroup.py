@@ -22,6 +22,31 @@ _JOIN_CGROUP = (
     'shift; exec "$@"'
 )
 _managers = itertools.count(1)  # several engines in one process get separate trees
+# Where the service's own processes move in a delegated cgroup v2 group (see setup_v2_base).
+SERVICE_LEAF = "service"
+
+
+def refusal(available: bool, problem: str | None, mode: str, root: bool) -> str | None:
+    """Why the service must not start with the cgroups it got, or None (fail closed).
+
+    `mode`: the `cgroups` setting (see `_settings.CGROUP_MODES`); `root`: whether the
+    service runs as root, whom the kernel exempts from RLIMIT_NPROC.
+    """
+    if available:
+        return None
+    if mode == "required":
+        return (
+            f"cgroups=required, but no pids and memory cgroup can be created ({problem}); "
+            "give the service a delegated cgroup v2 group (systemd: Delegate=yes) or set "
+            "cgroups=auto to fall back to rlimits (see `coderunner doctor`)"
+        )
+    if root:
+        return (
+            "running as root without a writable pids cgroup, so a fork bomb could not be "
+            f"contained ({problem}); run the service as an unprivileged user or give it a "
+            "cgroup (see `coderunner doctor`)"
+        )
+    return None
 
 
 def join_command(slot: CgroupSlot) -> list[str]:
@@ -124,6 +149,29 @@ class CgroupSlot:
         return ok
 
 
+def setup_v2_base(parent: Path, name: str) -> Path:
+    """Create `parent/name`, a cgroup v2 group whose children get pids and memory.
+
+    `parent` is this service's own group: delegated to it (systemd `Delegate=yes`) it
+    holds the service's processes.  cgroup v2 lets a group hand controllers down only
+    while it holds no process itself ("no internal processes"), so the processes move
+    first into a leaf beside the workers (`SERVICE_LEAF`), then the controllers are
+    enabled.  OSError when the group is not this service's to change.
+    """
+    enabled = (parent / "cgroup.subtree_control").read_text().split()
+    if not all(c in enabled for c in CONTROLLERS):
+        leaf = parent / SERVICE_LEAF
+        leaf.mkdir(exist_ok=True)
+        for pid in (parent / "cgroup.procs").read_text().split():
+            with contextlib.suppress(ProcessLookupError):  # gone meanwhile
+                (leaf / "cgroup.procs").write_text(pid)
+        (parent / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in CONTROLLERS))
+    base = parent / name
+    base.mkdir(exist_ok=True)
+    (base / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in CONTROLLERS))
+    return base
+
+
 class CgroupManager:
     """Creates worker cgroups below one directory owned by this service."""
 
@@ -159,11 +207,12 @@ class CgroupManager:
             parent = Path(mounts[""] + own.get("", "/"))
             controllers = (parent / "cgroup.controllers").read_text().split()
             if not all(c in controllers for c in CONTROLLERS):
-                self.problem = "cgroup v2 without the pids and memory controllers delegated"
+                self.problem = (
+                    f"cgroup v2 group {own.get('', '/')} has no pids and memory controllers "
+                    "delegated (systemd: Delegate=yes)"
+                )
                 return
-            base = parent / self.name
-            base.mkdir(exist_ok=True)
-            (base / "cgroup.subtree_control").write_text("+pids +memory")
+            base = setup_v2_base(parent, self.name)
             self.bases = {c: base for c in CONTROLLERS}
             self.v2 = True
             return
