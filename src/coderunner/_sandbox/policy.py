@@ -279,6 +279,24 @@ def deno_executable() -> str:
 # The in-jail code (runners and the protocol), mounted read-only at protocol.RUNNER_DIR.
 RUNNER_DIR = str(Path(__file__).resolve().parent.parent / "_jail")
 
+# JavaScript's isolate mode (`_runtimes/workerd.py`): the workerd binary inside the jail.
+WORKERD = "/runtime/workerd"
+# RELAXATION (workerd jails only): workerd refuses to start without a CA bundle ("No CA
+# certificates were loaded from the system"), although nothing in the jail can reach a
+# network (empty network namespace, AF_UNIX only, globalOutbound: null).  The bundle is
+# public data, bound read-only.
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+def workerd_mounts(binary: str) -> tuple[Mount, ...]:
+    """What a workerd jail needs on top of the policy's mounts (read-only): the binary
+    and the CA bundle.  Its config is bound per process, its socket is an inherited fd;
+    it keeps the jail's seccomp filter unchanged (AF_UNIX only, no exec but its own)."""
+    mounts = [Mount(_real(binary), WORKERD)]
+    if os.path.isfile(CA_BUNDLE):
+        mounts.append(Mount(_real(CA_BUNDLE), CA_BUNDLE))
+    return tuple(mounts)
+
 
 def build_policy(
     tmp_size_mb: int = 16,
