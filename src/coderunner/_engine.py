@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
-import json
 import logging
 import os
 import shutil
@@ -16,21 +16,40 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
 from ._errors import InvalidRequest, SandboxUnavailable, Saturated
+from ._jail import protocol
+from ._json import strict_dumps
 from ._models import ErrorDetail, ErrorType, ExecutionRequest, ExecutionResult, Language
 from ._packages import NO_PACKAGES, Packages, PackagesError
 from ._packages import prepare as prepare_packages
 from ._pool import WorkerPool, start_worker
 from ._runtimes.javascript import DenoWorker
 from ._runtimes.python import ForkServerGroup
+from ._runtimes.workerd import IsolateRuntime, IsolateSettings, install_workerd
 from ._sandbox.cgroup import CgroupManager
+from ._sandbox.cgroup import refusal as cgroup_refusal
 from ._sandbox.policy import ALLOW_NAMESPACE_SETUP, SandboxPolicy, build_policy
 from ._sandbox.process import CleanupTasks, JailedProcess, WorkerLost
 from ._sandbox.seccomp import compile_child_filter, compile_import_filter, compile_jail_filter
 from ._schema import compile_schema, schema_problems
-from ._settings import Settings
+from ._settings import Settings, resolved_data_dir
 
 log = logging.getLogger("coderunner.engine")
+
+# Who is asking (a digest of the caller's API key, set by the HTTP front-end): JavaScript's
+# isolate mode never lets two tenants share a workerd process.  "" when keys are off.
+TENANT: contextvars.ContextVar[str] = contextvars.ContextVar("coderunner_tenant", default="")
+
+# The core's spans: the OpenTelemetry API only, a no-op unless the server set tracing up.
+_tracer = trace.get_tracer("coderunner.engine")
+# A front-end puts its surface (http, mcp) in the OpenTelemetry context for the
+# execution span to name (the engine itself does not know who called it).
+SURFACE_KEY = otel_context.create_key("coderunner.surface")
+# Samples kept for the metrics exporter between two scrapes, at most.
+_MAX_SAMPLES = 10_000
 
 # The runtime (and so the warm pool) of each language: TypeScript runs on the JavaScript
 # runtime, which writes it to a .ts module (the job says which), so one pool serves both.
@@ -71,6 +90,7 @@ class Engine:
         self._jail_filter = b""
         self._cgroups: CgroupManager | None = None
         self._forkservers: ForkServerGroup | None = None
+        self.isolates: IsolateRuntime | None = None  # JavaScript's isolate mode, when set
         self._cleanups = CleanupTasks()
         self._slots: asyncio.Semaphore | None = None
         self._waiting = 0
@@ -78,6 +98,10 @@ class Engine:
         self._started = False
         self.outcomes: Counter[tuple[str, str]] = Counter()  # (language, outcome) → count
         self.durations: list[tuple[str, float]] = []  # drained by the metrics exporter
+        # Seconds waited for a slot (by language) and for a ready worker (by pool): drained
+        # by the metrics exporter too.
+        self.queue_waits: list[tuple[str, float]] = []
+        self.worker_waits: list[tuple[str, float]] = []
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -112,14 +136,12 @@ class Engine:
             f.write(compile_import_filter())
         self._cgroups = CgroupManager()
         if not self._cgroups.available:
-            if os.geteuid() == 0:
-                # The kernel exempts root from RLIMIT_NPROC, and the jail's user is root
-                # on the host when the service is: without a pids cgroup, no process limit.
-                raise SandboxUnavailable(
-                    "running as root without a writable pids cgroup, so a fork bomb could "
-                    f"not be contained ({self._cgroups.problem}); run the service as an "
-                    "unprivileged user or give it a cgroup (see `coderunner doctor`)"
-                )
+            # The kernel exempts root from RLIMIT_NPROC, and the jail's user is root on
+            # the host when the service is: without a pids cgroup, no process limit.
+            refused = cgroup_refusal(False, self._cgroups.problem, s.cgroups, os.geteuid() == 0)
+            if refused:
+                self._cgroups.close()
+                raise SandboxUnavailable(refused)
             log.warning("cgroups unavailable (%s); rlimits only", self._cgroups.problem)
         self._forkservers = ForkServerGroup(
             s.python_fork_servers, self.policy,
@@ -129,12 +151,37 @@ class Engine:
             (python.modules, python.describe()) if python else ((), ()),
         )  # fmt: skip
         self._slots = asyncio.Semaphore(s.max_concurrency)
+        if s.javascript_isolation == "isolate":
+            await self._start_isolates()
         self._started = True
         for language in self._warm:
+            if language is Language.JAVASCRIPT and self.isolates is not None:
+                self.isolates.warm()  # (TypeScript's Deno pool starts on first use)
+                continue
             self._pool(language).fill()
+
+    async def _start_isolates(self) -> None:
+        """JavaScript's isolate mode: the pinned workerd binary (fetched into the data dir
+        the first time, never during an execution) and its pools."""
+        assert self.policy is not None and self._statedir is not None
+        s = self.settings
+        binary = await asyncio.to_thread(install_workerd, resolved_data_dir(s))
+        self.isolates = IsolateRuntime(
+            str(binary), self.policy, self._jail_filter, self._statedir, self._cgroups,
+            IsolateSettings(
+                processes=s.javascript_isolate_processes,
+                recycle_executions=s.javascript_isolate_recycle_executions,
+                recycle_s=s.javascript_isolate_recycle_s,
+                max_processes_total=2 * s.javascript_isolate_processes,
+            ),
+            s.default_memory_mb, s.output_limit_bytes,
+        )  # fmt: skip
 
     async def aclose(self) -> None:
         """Kill idle workers and remove the engine's files and cgroups."""
+        if self.isolates is not None:
+            await self.isolates.close()
+            self.isolates = None
         for pool in self._pools.values():
             await pool.close()
         self._pools.clear()
@@ -189,10 +236,16 @@ class Engine:
 
     def check_request(self, request: ExecutionRequest) -> tuple[int, int, Any]:
         """Validate what the model cannot: limits, schema, JSON inputs (else InvalidRequest)."""
+        timeout_ms, memory_mb, validator, _ = self._checked(request)
+        return timeout_ms, memory_mb, validator
+
+    def _checked(self, request: ExecutionRequest) -> tuple[int, int, Any, bytes]:
+        """`check_request`, and the inputs' JSON text that checking them produced (the
+        job reuses it: a large payload is encoded once)."""
         timeout_ms, memory_mb = self.settings.resolve_limits(request)
         validator = compile_schema(request.output_schema) if request.output_schema else None
         try:
-            json.dumps(request.inputs, allow_nan=False)
+            inputs_json = strict_dumps(request.inputs)
         except (TypeError, ValueError) as exc:
             raise InvalidRequest(f"inputs must be JSON values: {exc}") from None
         both = sorted(set(request.inputs) & set(request.secrets))
@@ -200,7 +253,7 @@ class Engine:
             raise InvalidRequest(
                 f"{', '.join(both)}: given both as an input and as a secret; give each once"
             )
-        return timeout_ms, memory_mb, validator
+        return timeout_ms, memory_mb, validator, inputs_json
 
     @property
     def queue_depth(self) -> int:
@@ -218,7 +271,7 @@ class Engine:
         """
         if not self._started:
             await self.start()
-        timeout_ms, memory_mb, validator = self.check_request(request)
+        timeout_ms, memory_mb, validator, inputs_json = self._checked(request)
         assert self._slots is not None
         if self._slots.locked() and self._waiting >= self.settings.queue_size:
             raise Saturated(
@@ -226,37 +279,62 @@ class Engine:
                 "retry shortly",
                 retry_after=1.0,
             )
+        language = {"coderunner.language": request.language.value}
+        queued = time.perf_counter()
         self._waiting += 1
         try:
-            await self._slots.acquire()
+            with _span("coderunner.queue_wait", language):
+                await self._slots.acquire()
         finally:
             self._waiting -= 1
-        self._running += 1
-        try:
-            result = await self._execute_in_worker(request, timeout_ms, memory_mb)
-        finally:
-            self._running -= 1
-            self._slots.release()
-        if result.ok and validator is not None:
-            problems = schema_problems(validator, result.result)
-            if problems:
-                result.ok = False
-                message = "the result does not match output_schema:\n" + "\n".join(problems)
-                result.error = ErrorDetail(
-                    type=ErrorType.SCHEMA_ERROR, message=mask_text(message, request.secrets)
+        _record(self.queue_waits, request.language.value, time.perf_counter() - queued)
+        with _span("coderunner.execution", language) as span:
+            self._running += 1
+            try:
+                result = await self._execute_in_worker(
+                    request, timeout_ms, memory_mb, job_inputs(request, inputs_json)
                 )
-        result.execution_id = new_execution_id()
-        outcome = "ok" if result.ok else result.error.type.value  # type: ignore[union-attr]
+            finally:
+                self._running -= 1
+                self._slots.release()
+            if result.ok and validator is not None:
+                problems = schema_problems(validator, result.result)
+                if problems:
+                    result.ok = False
+                    message = "the result does not match output_schema:\n" + "\n".join(problems)
+                    result.error = ErrorDetail(
+                        type=ErrorType.SCHEMA_ERROR, message=mask_text(message, request.secrets)
+                    )
+            result.execution_id = new_execution_id()
+            outcome = "ok" if result.ok else result.error.type.value  # type: ignore[union-attr]
+            if span.is_recording():
+                _describe_span(span, result.execution_id, outcome)
         self.outcomes[(request.language.value, outcome)] += 1
-        self.durations.append((request.language.value, result.duration_ms / 1000))
-        if len(self.durations) > 10_000:
-            del self.durations[:5_000]
+        _record(self.durations, request.language.value, result.duration_ms / 1000)
         return result
 
     async def _execute_in_worker(
-        self, request: ExecutionRequest, timeout_ms: int, memory_mb: int
+        self,
+        request: ExecutionRequest,
+        timeout_ms: int,
+        memory_mb: int,
+        inputs: protocol.EncodedInputs,
     ) -> ExecutionResult:
         started = time.perf_counter()
+        if self.isolates is not None and request.language is Language.JAVASCRIPT:
+            try:
+                result = await self.isolates.execute(
+                    TENANT.get(), request.code, inputs, timeout_ms, memory_mb,
+                    self.settings.result_limit_bytes, request.language,
+                )  # fmt: skip
+            except SandboxUnavailable as exc:
+                return self._sandbox_error(
+                    request, f"refusing to run: the sandbox cannot be set up ({exc})", started
+                )
+            except Exception as exc:  # our fault, reported as such; the process is replaced
+                log.exception("execution failed in the service")
+                return self._sandbox_error(request, f"internal error: {exc}", started)
+            return mask_secrets(result, request.secrets)
         for _ in range(_DELIVERY_ATTEMPTS):
             try:
                 worker = await self._acquire(request.language, memory_mb)
@@ -266,7 +344,7 @@ class Engine:
                 )
             try:
                 result = await worker.execute(
-                    request.code, {**request.inputs, **request.secrets}, timeout_ms,
+                    request.code, inputs, timeout_ms,
                     memory_mb, self.settings.result_limit_bytes, request.language,
                 )  # fmt: skip
                 return mask_secrets(result, request.secrets)
@@ -285,11 +363,16 @@ class Engine:
 
     async def _acquire(self, language: Language, memory_mb: int) -> JailedProcess:
         runtime = runtime_of(language)
-        if runtime is Language.JAVASCRIPT and memory_mb != self.settings.default_memory_mb:
-            # V8's heap size is fixed when it starts; only the default size is kept warm
-            # (a pool per size asked for would let clients pile up idle runtimes).
-            return await start_worker(functools.partial(self._spawn_deno, memory_mb))
-        return await self._pool(language).acquire()
+        started = time.perf_counter()
+        with _span("coderunner.worker_wait", {"coderunner.pool": runtime.value}):
+            if runtime is Language.JAVASCRIPT and memory_mb != self.settings.default_memory_mb:
+                # V8's heap size is fixed when it starts; only the default size is kept
+                # warm (a pool per size asked for would let clients pile up idle runtimes).
+                worker = await start_worker(functools.partial(self._spawn_deno, memory_mb))
+            else:
+                worker = await self._pool(language).acquire()
+        _record(self.worker_waits, runtime.value, time.perf_counter() - started)
+        return worker
 
     def readiness_problems(self) -> list[str]:
         """Why the engine is not ready to serve yet: not started, or a pool it warms has
@@ -298,6 +381,10 @@ class Engine:
             return ["the engine is not started"]
         problems = []
         for language in self._warm:
+            if language is Language.JAVASCRIPT and self.isolates is not None:
+                if not self.isolates.ready:
+                    problems.append("the javascript isolate pool is still warming up")
+                continue
             pool = self._pools.get(language)
             if pool is None or pool.spawned == 0:
                 problems.append(f"the {language.value} pool is still warming up")
@@ -338,6 +425,44 @@ class Engine:
             }
             for p in self._pools.values()
         ]
+
+
+def _record(samples: list[tuple[str, float]], label: str, seconds: float) -> None:
+    """Keep one sample for the metrics exporter (the oldest half goes when nobody reads)."""
+    samples.append((label, seconds))
+    if len(samples) > _MAX_SAMPLES:
+        del samples[: _MAX_SAMPLES // 2]
+
+
+def _span(name: str, attributes: dict[str, str]) -> contextlib.AbstractContextManager[trace.Span]:
+    """A span of the core, current while open; nothing at all while no tracer provider is
+    set (the API's own no-op spans still cost some microseconds each)."""
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return contextlib.nullcontext(trace.INVALID_SPAN)
+    return _tracer.start_as_current_span(name, attributes=attributes)
+
+
+def _describe_span(span: trace.Span, execution_id: str, outcome: str) -> None:
+    """An execution's outcome on its span; a failure of the service itself is an error."""
+    span.set_attribute("coderunner.execution_id", execution_id)
+    span.set_attribute("coderunner.outcome", outcome)
+    surface = otel_context.get_value(SURFACE_KEY)
+    if isinstance(surface, str):
+        span.set_attribute("coderunner.surface", surface)
+    if outcome != "ok":
+        span.set_attribute("error.type", outcome)
+    if outcome == ErrorType.SANDBOX_ERROR.value:
+        span.set_status(trace.Status(trace.StatusCode.ERROR, "the sandbox failed"))
+
+
+def job_inputs(request: ExecutionRequest, inputs_json: bytes) -> protocol.EncodedInputs:
+    """What the snippet gets bound: its inputs and its secrets (names checked distinct),
+    with their JSON text, spliced from the inputs' (encoded once) and the secrets'."""
+    text = inputs_json
+    if request.secrets:
+        secrets_json = strict_dumps(request.secrets)
+        text = inputs_json[:-1] + b", " + secrets_json[1:] if request.inputs else secrets_json
+    return protocol.EncodedInputs({**request.inputs, **request.secrets}, text)
 
 
 def new_execution_id() -> str:

@@ -17,16 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import json
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from prometheus_client import CONTENT_TYPE_LATEST, Counter
@@ -36,7 +38,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._agent import AgentNotConfigured, AgentRequest, AgentResult, LLMConfig, run_agent
-from ._engine import Engine
+from ._engine import TENANT, Engine
 from ._errors import (
     CodeRunnerError,
     ExamplesFailed,
@@ -59,9 +61,10 @@ from ._http_errors import ERROR_RESPONSES as _ERROR_RESPONSES
 from ._http_errors import ErrorBody
 from ._http_errors import error_response as _error_response
 from ._http_library import add_library_routes
+from ._json import loads as fast_json_loads
 from ._library import Library, check_name
 from ._mcp import build_server, streamable_http_manager
-from ._metrics import Metrics
+from ._metrics import CountResponses, Metrics
 from ._models import ExecutionRequest, ExecutionResult, Language
 from ._packages import RuntimesInfo, runtimes
 from ._settings import Settings
@@ -133,6 +136,9 @@ class _Guard:
                 {"WWW-Authenticate": "Bearer"},
             )
             return
+        if self.keys:  # each key's JavaScript isolates get workerd processes of their own
+            token = (_header(scope, b"authorization") or b"").partition(b" ")[2].strip()
+            TENANT.set(hashlib.sha256(token).hexdigest()[:32])
         too_large = (
             f"the request body is larger than this server's limit of {self.max_body_bytes} bytes"
         )
@@ -175,6 +181,29 @@ class _Guard:
             headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
             scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
         await self.app(scope, replay, send)
+
+
+class _FastJSONRequest(Request):
+    """A request whose JSON body `_json.loads` decodes: the values and errors of
+    json.loads, about three times faster for a large body (e.g. 100,000 rows of inputs)."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = fast_json_loads(await self.body())
+        return self._json
+
+
+class _FastJSONRoute(APIRoute):
+    """A route that hands its endpoint a `_FastJSONRequest` (FastAPI's documented way to
+    customise how a body is read)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            return await handler(_FastJSONRequest(request.scope, request.receive))
+
+        return handle
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -282,13 +311,18 @@ def create_app(
         description=_API_DESCRIPTION,
         lifespan=lifespan,
         redoc_url=None,
+        # Our own server span (coderunner._tracing) wraps every request, the early ones
+        # and the guard's refusals too; FastAPI's would be a second one, and its logs
+        # signal would export rejected bodies (secrets included).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
+    app.router.route_class = _FastJSONRoute  # the routes below decode bodies fast
     # Documents the key in OpenAPI (and the docs' Authorize button); _Guard enforces it.
     security = [Depends(HTTPBearer(auto_error=False))] if api_keys else []
 
-    async def execute(request: ExecutionRequest) -> ExecutionResult:
+    async def execute(request: ExecutionRequest) -> Response:
         try:
-            return await run_tool(
+            result = await run_tool(
                 get_engine(),
                 request,
                 surface="http",
@@ -297,6 +331,9 @@ def create_app(
             )
         finally:
             metrics.drain()
+        # The ExecutionResult as FastAPI would send it (response_model documents it), with
+        # the runner's JSON of a large result spliced in rather than encoded again.
+        return Response(result.to_json(), media_type="application/json")
 
     @app.post(
         "/v1/execute",
@@ -306,13 +343,13 @@ def create_app(
         tags=["execute"],
         summary="Run a snippet",
     )
-    async def post_execute(body: ExecutionRequest) -> ExecutionResult:
+    async def post_execute(body: ExecutionRequest) -> Response:
         """Run one snippet in a fresh jail: 200 with an ExecutionResult for every outcome
         of the snippet (`ok: false` and `error.type` when it failed)."""
         return await execute(body)
 
-    def tool_route(name: str, language: Language) -> Callable[..., Awaitable[ExecutionResult]]:
-        async def post_tool(body: ToolArguments) -> ExecutionResult:
+    def tool_route(name: str, language: Language) -> Callable[..., Awaitable[Response]]:
+        async def post_tool(body: ToolArguments) -> Response:
             return await execute(body.request(language))
 
         post_tool.__doc__ = (
@@ -404,7 +441,8 @@ def create_app(
         summary="Prometheus metrics",
     )
     async def get_metrics() -> Response:
-        """Executions by language and outcome, durations, queue, running and pool state."""
+        """Executions by language and outcome, durations, queue and worker waits, running,
+        pool state, HTTP responses by route and status, and the process's own metrics."""
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @app.post(
@@ -496,6 +534,8 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         rejected=metrics.rejected,
     )
+    # Outermost (added last): every answer counts, the guard's 401 and 413 included.
+    app.add_middleware(CountResponses, routes=app.router.routes, counter=metrics.responses)
     return app
 
 

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -102,6 +103,16 @@ class DeferredApp:
                 await self._shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    def route_of(self, scope: dict[str, Any]) -> str | None:
+        """The route template that serves `scope` (for traces): the full app's, once
+        loaded; before that, the few paths answered here."""
+        if self._app is not None:
+            from ._metrics import route_template  # loaded with the full app already
+
+            return route_template(self._app.router.routes, scope)
+        path = scope.get("path")
+        return path if path in _EARLY_PATHS or path in ("/healthz", "/readyz") else None
 
     def _early_execution_allowed(self, scope: dict[str, Any]) -> bool:
         """A plain execution before the full app is loaded (the first request after start)."""
@@ -225,8 +236,12 @@ def serve(
             settings, api_keys=api_keys, log_inputs=log_inputs, engine=engine, host=host
         )
 
+    from ._tracing import start_tracing
+
+    app = DeferredApp(settings, build, api_keys, log_inputs=log_inputs)
+    tracing = start_tracing(os.environ)  # None unless OTEL_EXPORTER_OTLP_ENDPOINT is set
     config = uvicorn.Config(
-        DeferredApp(settings, build, api_keys, log_inputs=log_inputs),
+        app if tracing is None else tracing.wrap(app, app.route_of),
         host=host,
         port=port,
         log_level=log_level,
@@ -236,7 +251,11 @@ def serve(
         timeout_graceful_shutdown=int(settings.max_timeout_ms / 1000) + 5,
     )
     server = uvicorn.Server(config)
-    with contextlib.suppress(KeyboardInterrupt):
-        server.run()
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run()
+    finally:
+        if tracing is not None:
+            tracing.shutdown()
     if not server.started:
         raise CodeRunnerError("the server did not start; see the log above")

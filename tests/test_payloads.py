@@ -1,0 +1,346 @@
+"""Large payloads: inputs and results of many megabytes go through the Python API and HTTP
+with the same values, errors and limits as small ones.
+
+The fast paths (the result encoded first in the jail and walked only to explain a
+failure; the host's JSON codecs; the runner's JSON spliced into the HTTP answer) must
+never change an outcome: the equivalence tests below pin each to the standard library's
+or the slow walk's answer, and the jail tests run the real thing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+import coderunner
+from _server import SMALL_POOLS, ServerProcess, running_server
+from coderunner._bench_payloads import CLEAN_UP, clean_up, make_rows
+from coderunner._jail import protocol
+from coderunner._jail import python_runner as runner
+from coderunner._json import loads, strict_dumps, strict_loads
+from coderunner._models import ExecutionResult, Language
+
+pytestmark = pytest.mark.timeout(300)
+
+ROWS = make_rows(100_000)  # about 12 MB of JSON in, 11 MB out
+EXPECTED = clean_up(ROWS)
+LIMIT = 16 * 1024 * 1024  # result_limit_bytes' default
+MEMORY_MB = 1024
+TIMEOUT_MS = 60_000
+
+
+def run_py(code: str, **kwargs: Any) -> coderunner.ExecutionResult:
+    kwargs.setdefault("memory_mb", MEMORY_MB)
+    kwargs.setdefault("timeout_ms", TIMEOUT_MS)
+    return coderunner.run(code, "python", **kwargs)
+
+
+def error_of(result: coderunner.ExecutionResult, kind: str) -> coderunner.ErrorDetail:
+    assert not result.ok and result.error is not None, result
+    assert result.error.type.value == kind, result.error
+    return result.error
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerProcess]:
+    with running_server(*SMALL_POOLS) as srv:
+        yield srv
+
+
+@pytest.fixture
+def client(server: ServerProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.base_url, timeout=120) as c:
+        yield c
+
+
+def post(client: httpx.Client, code: str, **fields: Any) -> dict[str, Any]:
+    body = {"language": "python", "code": code, "memory_mb": MEMORY_MB, "timeout_ms": TIMEOUT_MS}
+    response = client.post("/v1/execute", json={**body, **fields})
+    assert response.status_code == 200, response.text[:2000]
+    answer: dict[str, Any] = json.loads(response.content)  # strict: the answer is JSON
+    return answer
+
+
+# -- 100,000 rows through both surfaces ----------------------------------------------------
+
+
+def test_100k_rows_through_the_api_give_the_same_values() -> None:
+    result = run_py(CLEAN_UP, inputs={"rows": ROWS})
+    assert result.ok, result.error
+    assert result.result == EXPECTED
+
+
+def test_100k_rows_through_http_give_the_same_values(client: httpx.Client) -> None:
+    answer = post(client, CLEAN_UP, inputs={"rows": ROWS})
+    assert answer["ok"] is True, answer.get("error")
+    assert answer["result"] == EXPECTED
+    # The answer is a whole ExecutionResult, the result spliced in at its place.
+    assert list(answer) == list(ExecutionResult.model_fields)
+    assert answer["error"] is None and answer["language"] == "python"
+    assert len(answer["execution_id"]) == 32
+
+
+def test_inputs_and_secrets_both_reach_a_large_snippet() -> None:
+    code = "def main(rows, token):\n    return [len(rows), rows[-1]['id'], token]\n"
+    result = run_py(code, inputs={"rows": ROWS}, secrets={"token": "s3cr\u00e9t"})
+    assert result.ok, result.error
+    assert result.result == [100_000, 99_999, "s3cr\u00e9t"]
+
+
+def test_unicode_big_integers_and_floats_survive_both_ways(client: httpx.Client) -> None:
+    values = {
+        "text": 'h\u00e9llo \u2028 \U0001f600 \x00 "quoted" \\',
+        "big": 2**200,
+        "negative": -(2**64) - 1,
+        "floats": [0.1, -0.0, 1e300, 5e-324, 2.5],
+        "nested": [[{"k": [1, {"deep": True}]}]] * 1000,
+    }
+    code = "def main(values):\n    return values\n"
+    result = run_py(code, inputs={"values": values})
+    assert result.ok and result.result == values, result.error
+    answer = post(client, code, inputs={"values": values})
+    assert answer["result"] == values
+    assert math.copysign(1, answer["result"]["floats"][1]) == -1
+
+
+# -- errors of large results: as precise as for small ones --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("last", "path", "kind"),
+    [
+        ("float('nan')", "result[99999].score", "float nan"),
+        ("float('inf')", "result[99999].score", "float inf"),
+        ("{1, 2}", "result[99999].score", "set"),
+        ("datetime.date(2024, 1, 1)", "result[99999].score", "date"),
+        ("b'x'", "result[99999].score", "bytes"),
+    ],
+)
+def test_a_bad_value_at_the_end_of_a_large_result_is_named_by_its_path(
+    last: str, path: str, kind: str
+) -> None:
+    code = CLEAN_UP.replace("def main(", "def clean(")
+    code += f"import datetime\nout = clean(rows)\nout[-1]['score'] = {last}\nout"
+    error = error_of(run_py(code, inputs={"rows": ROWS}), "serialization_error")
+    assert error.message.startswith(f"{path} is {kind}"), error.message
+
+
+def test_colliding_keys_deep_in_a_large_result() -> None:
+    code = "out = [{'i': i} for i in range(100_000)]\nout[-1] = {'a': {1: 'x', '1': 'y'}}\nout"
+    error = error_of(run_py(code), "serialization_error")
+    assert error.message.startswith('result[99999].a["1"] is str key'), error.message
+    assert '"1"' in error.message and "lost" in error.message
+
+
+def test_non_string_keys_that_do_not_collide_still_round_trip() -> None:
+    result = run_py("[{i: str(i), 'k': 1.5, None: True} for i in range(10_000)]")
+    assert result.ok, result.error
+    assert result.result[1234] == {"1234": "1234", "k": 1.5, "null": True}
+
+
+@pytest.mark.parametrize(("depth", "ok"), [(499, True), (500, True), (501, False)])
+def test_nesting_limit_is_exact(depth: int, ok: bool) -> None:
+    result = run_py(f"x = 1\nfor _ in range({depth}):\n    x = [x]\nx")
+    if ok:
+        assert result.ok, result.error
+    else:
+        error = error_of(result, "serialization_error")
+        assert "nested deeper than 500 levels" in error.message
+        assert error.message.startswith("result" + "[0]" * 500 + " is list"), error.message[:80]
+
+
+def test_a_lone_surrogate_in_a_large_result_is_named(client: httpx.Client) -> None:
+    code = "out = ['ok'] * 200_000\nout[123_456] = 'a\\ud800b'\nout"
+    error = error_of(run_py(code), "serialization_error")
+    assert error.message.startswith("result[123456] is a string with a lone surrogate")
+    answer = post(client, code)
+    assert answer["error"]["type"] == "serialization_error"
+    assert answer["error"]["message"] == error.message
+
+
+JS_ROWS = (
+    "const rows = Array.from({ length: 100000 }, (_, i) => "
+    "({ id: i, name: 'User ' + i, score: i / 10, tags: ['a', 'b'] }));\n"
+)
+
+
+def test_a_large_javascript_result_round_trips() -> None:
+    result = coderunner.run(JS_ROWS + "return rows;", "javascript", memory_mb=MEMORY_MB)
+    assert result.ok, result.error
+    assert len(result.result) == 100_000
+    assert result.result[99_999] == {"id": 99_999, "name": "User 99999", "score": 9999.9,
+                                     "tags": ["a", "b"]}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("last", "message"),
+    [
+        ("NaN", "result[99999].score is NaN"),
+        ("undefined", "result[99999].score is undefined"),
+        ("new Map()", "result[99999].score is Map"),
+        ("{ 'x y': [() => 1] }", 'result[99999].score["x y"][0] is a function'),
+    ],
+)
+def test_javascript_errors_at_the_end_of_a_large_result_keep_their_paths(
+    last: str, message: str
+) -> None:
+    code = JS_ROWS + f"rows[99999].score = {last};\nreturn rows;"
+    error = error_of(coderunner.run(code, "javascript", memory_mb=MEMORY_MB), "serialization_error")
+    assert error.message.startswith(message), error.message
+
+
+# -- output_limit -------------------------------------------------------------------------
+
+
+def test_a_huge_result_is_refused_with_its_exact_size() -> None:
+    size = len(json.dumps(list(range(4_000_000)), separators=(",", ":")))
+    error = error_of(run_py("list(range(4_000_000))"), "output_limit")
+    assert error.message == (
+        f"the result is {size} bytes of JSON, above the limit of {LIMIT} bytes"
+    )
+
+
+def test_a_result_just_under_the_limit_passes_and_just_over_is_refused() -> None:
+    # A JSON string of n characters is n + 2 bytes.
+    result = run_py(f"'x' * {LIMIT - 2}")
+    assert result.ok and len(result.result) == LIMIT - 2, result.error
+    error = error_of(run_py(f"'x' * {LIMIT - 1}"), "output_limit")
+    assert str(LIMIT + 1) in error.message
+
+
+def test_a_huge_result_that_is_also_not_json_is_a_serialization_error() -> None:
+    error = error_of(run_py("x = list(range(4_000_000))\nx.append({1})\nx"), "serialization_error")
+    assert error.message.startswith("result[4000000] is set"), error.message
+
+
+# -- a snippet forging the result channel: HTTP still answers valid JSON --------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "ok"),
+    [(b'{"x": [1, 2], "y": "\xc3\xa9"}', True), (b"[1, 2", False), (b"[1] [2]", False)],
+)
+def test_a_forged_frame_never_breaks_the_http_answer(
+    client: httpx.Client, body: bytes, ok: bool
+) -> None:
+    frame = b'{"ok": true}\n' + body
+    code = f"import os\nos.write({protocol.RESULT_FD}, {frame!r})\nos.close({protocol.RESULT_FD})\n"
+    code += "os.kill(os.getpid(), 9)\n"
+    answer = post(client, code)
+    assert answer["ok"] is ok, answer
+    if ok:
+        assert answer["result"] == json.loads(body)
+    else:
+        assert answer["error"]["type"] == "runtime_error"
+
+
+# -- the history keeps a note, not the 11 MB --------------------------------------------------
+
+
+def test_the_history_drops_a_large_result_with_a_note(client: httpx.Client) -> None:
+    answer = post(client, CLEAN_UP, inputs={"rows": ROWS[:30_000]})
+    assert answer["ok"], answer.get("error")
+    record = None
+    for _ in range(200):  # the history is written in the background
+        response = client.get(f"/v1/executions/{answer['execution_id']}")
+        if response.status_code == 200:
+            record = response.json()
+            break
+        time.sleep(0.1)
+    assert record is not None
+    assert record["result"]["result"] is None
+    note = record["result"]["stderr"]
+    assert "[coderunner history: the result was not kept (" in note, note
+    # The size it gives is the answer's, as JSON (the id and the duration aside).
+    size = len(json.dumps(answer, ensure_ascii=False, separators=(",", ":")).encode())
+    shown = int(note.split("the result was not kept (")[1].split(" bytes")[0])
+    assert abs(shown - size) < 100, (shown, size)
+
+
+# -- equivalence of the fast paths (no jail needed) ---------------------------------------
+
+
+def _random_value(rng: random.Random, depth: int = 0) -> Any:
+    kind = rng.randrange(10 if depth < 6 else 6)
+    if kind == 0:
+        return rng.choice([None, True, False])
+    if kind == 1:
+        return rng.choice([0, -1, 2**63, -(2**63) - 1, 2**70, rng.randrange(-(10**6), 10**6)])
+    if kind == 2:
+        return rng.choice([0.5, -0.0, 1e308, 5e-324, math.nan, math.inf, rng.random()])
+    if kind in (3, 4, 5):
+        return rng.choice(["", "a", "\u00e9", "\U0001f600", "\ud800", "\x00", "k"])
+    if kind in (6, 7):
+        return [_random_value(rng, depth + 1) for _ in range(rng.randrange(4))]
+    if kind == 8:
+        return tuple(_random_value(rng, depth + 1) for _ in range(rng.randrange(3)))
+    keys = ["a", "b", "1", "null", "true", 1, 1.5, None, True, "\u00e9"]
+    return {rng.choice(keys): _random_value(rng, depth + 1) for _ in range(rng.randrange(4))}
+
+
+def _outcome(call: Any, *args: Any) -> tuple[str, Any]:
+    try:
+        return "ok", call(*args)
+    except Exception as exc:
+        return type(exc).__name__, str(exc)
+
+
+def _old_encode(value: Any) -> bytes:
+    """How the runner encoded a result before: the walk first, then json.dumps."""
+    runner.check_json(value)
+    text = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    return text.encode("utf-8")
+
+
+def test_encode_result_is_the_walk_then_json_dumps() -> None:
+    rng = random.Random(12)
+    for _ in range(3000):
+        value = _random_value(rng)
+        new, old = _outcome(runner.encode_result, value), _outcome(_old_encode, value)
+        assert new == old, value
+        if isinstance(value, (list, dict)) and new[0] == "ok":
+            assert runner.plainly_json(value) or _outcome(runner.check_json, value)[0] == "ok"
+
+
+def test_strict_dumps_means_what_json_dumps_means() -> None:
+    rng = random.Random(7)
+    for _ in range(3000):
+        value = {"v": _random_value(rng)}
+        old = _outcome(lambda v: json.dumps(v, allow_nan=False, ensure_ascii=False), value)
+        new = _outcome(strict_dumps, value)
+        assert new[0] == old[0], value
+        if old[0] == "ok":  # the same values (orjson writes 1e+300 where json 1e300...)
+            assert json.loads(new[1].decode("utf-8", "surrogatepass")) == json.loads(old[1])
+        else:
+            assert new[1] == old[1], value
+
+
+def test_loads_means_what_json_loads_means() -> None:
+    documents = [
+        b"[1e400]", b"[NaN]", b'["\\ud800"]', b"[123456789012345678901234567890]",
+        b"\xef\xbb\xbf[1]", b"[1] x", b'"\xed\xa0\x80"', b"[-0.0]", b'{"a":1,"a":2}',
+        b"[" * 300 + b"]" * 300, b'["\\u0000"]', b"[1,]", json.dumps(EXPECTED[:500]).encode(),
+    ]  # fmt: skip
+    for document in documents:
+        old, new = _outcome(json.loads, document), _outcome(loads, document)
+        assert repr(new) == repr(old), document
+        strict = _outcome(strict_loads, document)
+        assert strict[0] != "ok" or repr(strict) == repr(old), document
+
+
+def test_the_runners_json_goes_out_as_the_same_result() -> None:
+    value = EXPECTED[:1000]
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    result = ExecutionResult(ok=True, result=value, language=Language.PYTHON, stdout="é")
+    result.keep_result_json(text)
+    assert result.to_json() == result.model_dump_json().encode()
+    replaced = result.model_copy(update={"result": [1]})  # the text no longer applies
+    assert replaced.result_json() is None
+    assert json.loads(replaced.to_json())["result"] == [1]
