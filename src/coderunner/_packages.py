@@ -377,14 +377,22 @@ def _install_python(root: Path, requested: tuple[str, ...]) -> dict[str, Any]:
         )
     name = _generation("python", requested, _interpreter())
     staging = Path(tempfile.mkdtemp(prefix=".staging-python-", dir=root))
+    pip_log = staging.with_name(staging.name + "-log")  # a staging name: cleaned if left
     try:
         # Wheels only: no package's build code runs on this machine.  Byte-compiled
         # (pip's default): the jail's copy is read-only, so nothing could cache it there.
-        _run(
-            [*pip, "install", "--target", str(staging), "--only-binary=:all:", "--no-input",
-             "--disable-pip-version-check", "--no-warn-script-location", *requested],
-            f"pip install {' '.join(requested)}",
-        )  # fmt: skip
+        try:
+            _run(
+                [*pip, "install", "--target", str(staging), "--only-binary=:all:", "--no-input",
+                 "--disable-pip-version-check", "--no-warn-script-location",
+                 "--log", str(pip_log / "pip.log"), *requested],
+                f"pip install {' '.join(requested)}",
+            )  # fmt: skip
+        except PackagesError as exc:
+            unreachable = _unreachable_indexes(pip_log / "pip.log")
+            if unreachable:
+                raise PackagesError(f"{exc}\n{unreachable}") from None
+            raise
         distributions, top_levels = _read_dist_info(staging)
         imports: dict[str, list[str]] = {}
         for spec in requested:
@@ -397,6 +405,7 @@ def _install_python(root: Path, requested: tuple[str, ...]) -> dict[str, Any]:
         _move_into_place(staging, root / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(pip_log, ignore_errors=True)
     return {
         "requested": list(requested),
         "interpreter": _interpreter(),
@@ -404,6 +413,30 @@ def _install_python(root: Path, requested: tuple[str, ...]) -> dict[str, Any]:
         "distributions": distributions,
         "imports": imports,
     }
+
+
+# What pip's log says (at a level it does not print) when an index did not answer: an
+# unreachable registry otherwise reads like an unknown package ("from versions: none").
+_INDEX_UNREACHABLE = re.compile(
+    r"Could not fetch URL (?P<url>\S+): (?P<why>(?:connection error|.*timed out|"
+    r"There was a problem confirming the ssl certificate).*?)(?: - skipping)?$"
+)
+
+
+def _unreachable_indexes(log_file: Path) -> str:
+    """Why pip could not reach its package indexes, from its log ('' when it could)."""
+    try:
+        lines = log_file.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    failures = [m for m in map(_INDEX_UNREACHABLE.search, lines) if m]
+    if not failures:
+        return ""
+    reasons = dict.fromkeys(f"{m['url']}: {m['why'][:300]}" for m in failures)
+    return (
+        "pip could not reach the package index (check this machine's network access and "
+        "pip's index settings, e.g. PIP_INDEX_URL or pip.conf):\n" + "\n".join(list(reasons)[:3])
+    )
 
 
 def _move_into_place(staging: Path, target: Path) -> None:
