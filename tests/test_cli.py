@@ -155,6 +155,9 @@ def test_bench_runs_every_path_and_writes_json(tmp_path: Path) -> None:
             "naive deno run per run"} <= paths  # fmt: skip
     assert all(r["runs"] > 0 for r in report["results"])
     assert "naive p50 / p50" in out.stdout and report["first_execution_after_start_s"] > 0
+    assert [row["rows"] for row in report["payloads"]] == [1_000, 10_000, 100_000]
+    assert all(row["api_ratio"] > 0 and row["http_ratio"] > 0 for row in report["payloads"])
+    assert "HTTP/naive" in out.stdout
 
 
 def test_a_lone_surrogate_result_is_an_error_not_a_traceback() -> None:

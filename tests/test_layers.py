@@ -22,6 +22,7 @@ RANKS: dict[str, float] = {
     "_jail.python_runner": 0.1,
     "_jail.python_forkserver": 0.2,
     "_version": 0,
+    "_json": 0.05,  # fast JSON decoding on the host (uses _jail.protocol.paused_gc)
     "_errors": 0,
     "_models": 0.1,
     "_settings": 0.2,
@@ -35,6 +36,7 @@ RANKS: dict[str, float] = {
     "_runtimes": 2,
     "_runtimes.python": 2,
     "_runtimes.javascript": 2,
+    "_runtimes.workerd": 2,  # JavaScript's isolate mode (jailed workerd processes)
     # The library's storage: data only (_models, _errors, _settings) and its own modules.
     # Alembic loads env.py and the revisions as files (not as package modules), so they
     # import the package absolutely; they rank with the tables they build.
@@ -52,11 +54,13 @@ RANKS: dict[str, float] = {
     "_agent": 4,
     "_doctor": 4,
     "_bench": 4.6,
+    "_bench_payloads": 4.5,  # its payload rows (1k-100k rows via the API and HTTP)
     "_inspect": 4,
     "_library": 4.5,
     "_frontend": 5,
     "_console": 5.05,  # the web console's static files (static_dir)
     "_metrics": 5.1,
+    "_tracing": 5.12,  # OpenTelemetry set-up and the server span (the engine: API only)
     "_http_errors": 5.15,
     "_mcp": 5.2,
     "_http_library": 5.25,

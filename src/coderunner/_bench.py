@@ -22,11 +22,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ._bench_payloads import payload_report, render_payloads, run_payloads
 from ._engine import Engine
 from ._library import Library
 from ._models import ExecutionRequest, Language
 from ._sandbox.policy import deno_executable
-from ._settings import Settings
+from ._settings import Settings, resolved_data_dir
 
 NUMBERS = list(range(1000))
 SNIPPETS = {
@@ -175,6 +176,59 @@ async def _bench_http(seconds: float, port: int, report: dict[str, Any]) -> list
     return results
 
 
+# -- JavaScript: isolate mode against process mode, through HTTP ---------------------------
+
+
+async def _serve_js_mode(mode: str, seconds: float) -> list[Measurement]:
+    """A server with javascript_isolation=`mode`: the JavaScript snippet through HTTP,
+    1 client and 8 clients (p50 and throughput)."""
+    import httpx
+
+    port = _free_port()
+    env = {**os.environ, "CODERUNNER_JAVASCRIPT_ISOLATION": mode}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "coderunner", "serve", "--port", str(port),
+         "--log-level", "warning", "--queue-size", "1000"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    body = {"language": "javascript", "code": SNIPPETS[Language.JAVASCRIPT],
+            "inputs": {"numbers": NUMBERS}}  # fmt: skip
+    results: list[Measurement] = []
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            started = time.perf_counter()
+            while True:
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get("/readyz")).status_code == 200:
+                        break
+                if server.poll() is not None or time.perf_counter() - started > 60:
+                    raise RuntimeError(f"server did not start: {server.stderr.read()!r}")  # type: ignore[union-attr]
+                await asyncio.sleep(0.05)
+
+            async def call() -> None:
+                response = await client.post("/v1/execute", json=body)
+                data = response.json()
+                if not data.get("ok") or data["result"] != EXPECTED:
+                    raise RuntimeError(f"HTTP execution failed: {response.text[:500]}")
+
+            await measure("warm-up", call, 1.0, 8)
+            for clients in (1, 8):
+                path = f"javascript via HTTP, {mode} mode, {clients} client{'s' * (clients > 1)}"
+                results.append(await measure(path, call, seconds, clients))
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    return results
+
+
+async def bench_javascript_modes(seconds: float) -> list[Measurement]:
+    """JavaScript through HTTP in isolate mode and in process mode, side by side."""
+    return [m for mode in ("isolate", "process") for m in await _serve_js_mode(mode, seconds)]
+
+
 async def run_benchmark(seconds: float, port: int = 0) -> dict[str, Any]:
     """Every path of the benchmark; returns the numbers as a dict."""
     report: dict[str, Any] = {"machine": {"cpus": os.cpu_count()}, "results": []}
@@ -219,6 +273,8 @@ async def run_benchmark(seconds: float, port: int = 0) -> dict[str, Any]:
             report["history_records_dropped"] = library.history_counts["dropped"]
             await library.aclose()
     results += await _bench_http(seconds, port, report)
+    results += await bench_javascript_modes(seconds)
+    report["payloads"] = payload_report(await run_payloads(seconds, _free_port()))
     stdin = json.dumps({"numbers": NUMBERS}).encode()
     python = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
     with tempfile.TemporaryDirectory() as deno_dir:
@@ -255,6 +311,153 @@ async def run_benchmark(seconds: float, port: int = 0) -> dict[str, Any]:
     return report
 
 
+# -- vetted packages (opt-in, `coderunner bench --packages`: it syncs them first) ---------
+
+# Each list installed into a data directory of the bench's own, kept for the next run.
+BENCH_PACKAGES = {
+    "python-dateutil": "python-dateutil==2.9.0.post0",
+    "pandas": "pandas==2.2.3,numpy==2.2.6",
+}
+PANDAS_SNIPPET = (
+    "import pandas as pd\n"
+    "def main(rows):\n"
+    "    frame = pd.DataFrame(rows)\n"
+    "    return frame.groupby('k')['v'].sum().to_dict()\n"
+)
+PANDAS_ROWS = [{"k": f"k{i % 3}", "v": i} for i in range(100)]
+PANDAS_EXPECTED = {f"k{j}": sum(i for i in range(100) if i % 3 == j) for j in range(3)}
+
+
+def _packages_settings(base: Settings, name: str, *, preload: bool = True) -> Settings:
+    """Settings whose python_packages are BENCH_PACKAGES[name], synced first.  Without
+    `preload`: a data directory whose manifest names no module to import before the
+    fork, over the same installation (a symlink), so each snippet imports for itself."""
+    from ._packages import packages_root, prepare, read_manifest
+
+    root = os.path.join(resolved_data_dir(base), "bench-packages")
+    synced = dataclasses.replace(
+        base,
+        data_dir=os.path.join(root, name),
+        python_packages=BENCH_PACKAGES[name],
+        javascript_packages="",
+    )
+    prepare(synced, progress=lambda text: print(f"bench: {text}", file=sys.stderr))
+    if preload:
+        return synced
+    lazy = dataclasses.replace(synced, data_dir=os.path.join(root, f"{name}-not-preloaded"))
+    manifest = read_manifest(synced)
+    entry = manifest["python"]
+    lazy_root = packages_root(lazy)
+    lazy_root.mkdir(parents=True, exist_ok=True)
+    link = lazy_root / entry["dir"]
+    if not link.exists():
+        link.symlink_to(packages_root(synced) / entry["dir"], target_is_directory=True)
+    entry = {**entry, "imports": {dist: [] for dist in entry["imports"]}}
+    (lazy_root / "manifest.json").write_text(json.dumps({**manifest, "python": entry}))
+    return lazy
+
+
+def _own_rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        kb = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    return kb / 1024
+
+
+def _checked_call(
+    engine: Engine, code: str, inputs: dict[str, Any], expected: Any
+) -> Callable[[], Awaitable[None]]:
+    request = ExecutionRequest(language=Language.PYTHON, code=code, inputs=inputs)
+
+    async def call() -> None:
+        result = await engine.execute(request)
+        if not result.ok or result.result != expected:
+            raise RuntimeError(f"execution failed: {result.error}")
+
+    return call
+
+
+async def _interleaved(
+    calls: dict[str, Callable[[], Awaitable[None]]], seconds: float, concurrency: int, rounds: int
+) -> list[Measurement]:
+    """Each call from `concurrency` loops for `seconds` in all, in turns (`rounds` of
+    them), so that the machine's drift during the run falls on each path alike."""
+    latencies: dict[str, list[float]] = {name: [] for name in calls}
+    elapsed = dict.fromkeys(calls, 0.0)
+    for _ in range(rounds):
+        for name, call in calls.items():
+            deadline = time.perf_counter() + seconds / rounds
+
+            async def loop(
+                call: Callable[[], Awaitable[None]] = call, name: str = name, end: float = deadline
+            ) -> None:
+                while time.perf_counter() < end:
+                    started = time.perf_counter()
+                    await call()
+                    latencies[name].append((time.perf_counter() - started) * 1000)
+
+            started = time.perf_counter()
+            await asyncio.gather(*(loop() for _ in range(concurrency)))
+            elapsed[name] += time.perf_counter() - started
+    out = []
+    for name, values in latencies.items():
+        values.sort()
+        p50, p95 = statistics.median(values), values[max(int(len(values) * 0.95) - 1, 0)]
+        per_second = len(values) / elapsed[name]
+        out.append(
+            Measurement(name, concurrency, len(values), round(p50, 2), round(p95, 2),
+                        round(per_second, 1))
+        )  # fmt: skip
+    return out
+
+
+async def bench_packages(seconds: float, report: dict[str, Any], rounds: int = 3) -> None:
+    """Python throughput (8 clients) with no packages, python-dateutil and pandas
+    preloaded, and the small pandas snippet's latency (1 client) with and without
+    preloading: one engine each, all started, measured in turns.  Adds the rows and each
+    engine's resident memory (fork servers and warm children) to `report`.  Syncs the
+    packages first (kept under the data directory for the next run)."""
+    base = dataclasses.replace(Settings.from_env(), python_packages="", javascript_packages="")
+    configs = {
+        "no packages": base,
+        "dateutil preloaded": await asyncio.to_thread(_packages_settings, base, "python-dateutil"),
+        "pandas preloaded": await asyncio.to_thread(_packages_settings, base, "pandas"),
+        "pandas not preloaded": await asyncio.to_thread(
+            _packages_settings, base, "pandas", preload=False
+        ),
+    }
+    memory: dict[str, float] = {}
+    async with contextlib.AsyncExitStack() as stack:
+        engines: dict[str, Engine] = {}
+        for name, settings in configs.items():
+            before = _tree_rss_mb(os.getpid()) - _own_rss_mb()
+            engines[name] = await stack.enter_async_context(
+                Engine(settings, warm=(Language.PYTHON,))
+            )
+            stdlib = _checked_call(engines[name], SNIPPETS[Language.PYTHON],
+                                   {"numbers": NUMBERS}, EXPECTED)  # fmt: skip
+            await measure("warm-up", stdlib, 1.0, 8)
+            await asyncio.sleep(0.5)  # the pool refilled
+            memory[name] = round(_tree_rss_mb(os.getpid()) - _own_rss_mb() - before, 1)
+        throughput = {
+            f"python via API, {name}": _checked_call(
+                engines[name], SNIPPETS[Language.PYTHON], {"numbers": NUMBERS}, EXPECTED
+            )
+            for name in ("no packages", "dateutil preloaded", "pandas preloaded")
+        }
+        pandas = {
+            f"python pandas snippet, {name.removeprefix('pandas ')}": _checked_call(
+                engines[name], PANDAS_SNIPPET, {"rows": PANDAS_ROWS}, PANDAS_EXPECTED
+            )
+            for name in ("pandas preloaded", "pandas not preloaded")
+        }
+        for call in pandas.values():
+            await measure("warm-up", call, 1.0, 1)
+        rows = await _interleaved(throughput, seconds, 8, rounds)
+        rows += await _interleaved(pandas, seconds, 1, rounds)
+    report["python_engine_rss_mb"] = memory
+    report["results"] += [asdict(m) for m in rows]
+
+
 def render(report: dict[str, Any]) -> str:
     """The report as a table, each row against the naive baseline of its language run
     with the same number of concurrent clients."""
@@ -280,15 +483,20 @@ def render(report: dict[str, Any]) -> str:
         "service_idle_rss_mb",
         "history_records_written",
         "history_records_dropped",
+        "python_engine_rss_mb",
     ):
         if key in report:
             lines.append(f"{key}: {report[key]}")
+    if "payloads" in report:
+        lines.append(render_payloads(report["payloads"]))
     return "\n".join(lines)
 
 
 def main_bench(args: argparse.Namespace) -> int:
     """Entry point of `coderunner bench`."""
     report = asyncio.run(run_benchmark(args.seconds, args.port))
+    if getattr(args, "packages", False):  # (opt-in: it installs packages first)
+        asyncio.run(bench_packages(args.seconds, report))
     print(render(report))
     if args.json:
         with open(args.json, "w") as f:

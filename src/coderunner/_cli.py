@@ -136,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
     bench.add_argument("--json", metavar="FILE", help="also write the numbers to FILE")
     bench.add_argument("--port", type=int, default=0, help="port of the HTTP server to start")
+    bench.add_argument(
+        "--packages",
+        action="store_true",
+        help="also measure Python with python-dateutil and pandas preloaded (installs them "
+        "first, from PyPI, into <data dir>/bench-packages)",
+    )
 
     packages = sub.add_parser(
         "packages",
@@ -309,6 +315,11 @@ def cmd_packages(args: argparse.Namespace) -> int:
             print("coderunner packages sync: python_packages and javascript_packages are "
                   "empty: nothing to install", file=sys.stderr)  # fmt: skip
         sync(settings, force=args.force, progress=lambda text: print(text, file=sys.stderr))
+        if settings.javascript_isolation == "isolate":  # its runtime, fetched ahead too
+            from ._runtimes.workerd import install_workerd
+            from ._settings import resolved_data_dir
+
+            print(f"workerd: {install_workerd(resolved_data_dir(settings))}", file=sys.stderr)
     print(runtimes(installed(settings)).model_dump_json(indent=2))
     return EXIT_OK
 
