@@ -505,7 +505,9 @@ class WorkerdProcess:
 
     async def _kill_and_status(self) -> int | None:
         self.broken = True
-        self._handle.kill()
+        # A bwrap: killed as a tree, or a jail init caught before it armed its death
+        # signal would outlive it (see PidHandle.kill).
+        self._handle.kill(tree=True)
         if self._cgroup:
             self._cgroup.kill_all()
         with contextlib.suppress(TimeoutError):
