@@ -420,3 +420,14 @@ def test_doctor_checks_the_isolate_mode(jail) -> None:
     report = run_checks(isolate_settings(python_pool_size=1, javascript_pool_size=1))
     check = next(c for c in report.checks if c.name == "javascript runtime")
     assert check.ok and check.detail.startswith("isolate mode: workerd"), check
+
+
+def test_the_registry_is_npms_own_setting_else_its_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    from coderunner._runtimes import workerd
+
+    monkeypatch.setenv("npm_config_registry", "http://127.0.0.1:9/mirror/")
+    assert workerd._registry() == "http://127.0.0.1:9/mirror"
+    monkeypatch.delenv("npm_config_registry")
+    monkeypatch.delenv("NPM_CONFIG_REGISTRY", raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")  # no npm to ask either
+    assert workerd._registry() == workerd.NPM_DEFAULT_REGISTRY

@@ -73,8 +73,12 @@ def workerd_binary(data_dir: str) -> Path:
     return Path(data_dir) / "runtimes" / f"workerd-{WORKERD_VERSION}" / "workerd"
 
 
+NPM_DEFAULT_REGISTRY = "https://registry.npmjs.org"
+
+
 def _registry() -> str:
-    """The npm registry as npm is configured here (the environment, else npm itself)."""
+    """The npm registry as npm is configured here (the environment, else npm itself, else
+    npm's default)."""
     registry = os.environ.get("npm_config_registry") or os.environ.get("NPM_CONFIG_REGISTRY")
     if not registry and shutil.which("npm"):
         with contextlib.suppress(OSError, subprocess.SubprocessError):
@@ -82,12 +86,8 @@ def _registry() -> str:
                 ["npm", "config", "get", "registry"],
                 capture_output=True, text=True, timeout=60, check=True,
             ).stdout.strip()  # fmt: skip
-    if not registry:
-        raise WorkerdUnavailable(
-            "no npm registry is configured to fetch workerd from: set npm_config_registry "
-            "or install npm"
-        )
-    return registry.rstrip("/")
+    # (npm's own default, so a host without npm, where `serve` needs none, still works)
+    return (registry or NPM_DEFAULT_REGISTRY).rstrip("/")
 
 
 def check_integrity(data: bytes, integrity: str = WORKERD_INTEGRITY) -> None:
