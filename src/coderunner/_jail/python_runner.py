@@ -549,6 +549,16 @@ def serve_job(result_fd: int = protocol.RESULT_FD, status_fd: int = protocol.STA
         message = f"the result is {len(body)} bytes of JSON, above the limit of {limit} bytes"
         header, body = failure("output_limit", message), None
     data = protocol.encode_frame(header, body)
+    # The snippet's output ends here: the host sees the end of stdout and stderr now,
+    # with the result, instead of when this process's exit has torn its memory down.
+    # (A process the snippet left behind may still hold them: the host kills it.)
+    for stream, fd in ((sys.stdout, 1), (sys.stderr, 2)):
+        with contextlib.suppress(Exception):
+            stream.flush()
+        with contextlib.suppress(OSError):
+            null = os.open("/dev/null", os.O_WRONLY)
+            os.dup2(null, fd)
+            os.close(null)
     view = memoryview(data)
     while view:
         view = view[os.write(result_fd, view) :]

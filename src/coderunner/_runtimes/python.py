@@ -292,20 +292,25 @@ class ForkedWorker(JailedProcess):
         finally:
             for fd in (job_r, out_w, err_w, res_w):
                 os.close(fd)
+        # As much of the job as the pipe holds goes in before the child has said STARTED,
+        # so that the child's wake-up overlaps this side's work (a child that died before
+        # taking the message never reads it; the job then goes to another worker).
+        view = memoryview(job)
+        os.set_blocking(job_w, False)
+        with contextlib.suppress(BlockingIOError, BrokenPipeError):
+            while view:
+                view = view[os.write(job_w, view[: 1 << 16]) :]
+        self._stdout = Capture(await open_reader(out_r), self._output_limit)
+        self._stderr = Capture(await open_reader(err_r), self._output_limit)
+        self._result = await open_reader(res_r, 2**31)
         try:  # a child killed at this very moment may still have taken the message
             started, _ = await asyncio.wait_for(_recvmsg(self._sock, 0), 5)
         except (TimeoutError, OSError):
             started = b""
         if started != protocol.STARTED:
-            for fd in (job_w, out_r, err_r, res_r):
-                os.close(fd)
+            os.close(job_w)  # (the readers end with the child's copies of the pipes)
             raise WorkerLost("the child died as it was handed its job")
-        self._stdout = Capture(await open_reader(out_r), self._output_limit)
-        self._stderr = Capture(await open_reader(err_r), self._output_limit)
-        self._result = await open_reader(res_r, 2**31)
-        try:
-            view = memoryview(job)
-            os.set_blocking(job_w, False)
+        try:  # the rest, as the child reads it
             while view:
                 try:
                     view = view[os.write(job_w, view[: 1 << 16]) :]
