@@ -134,6 +134,17 @@ class Engine:
         import_filter_path = os.path.join(self._statedir, "import.bpf")
         with open(import_filter_path, "wb") as f:
             f.write(compile_import_filter())
+        jail_files = [
+            (child_filter_path, protocol.CHILD_FILTER),
+            (import_filter_path, protocol.IMPORT_FILTER),
+        ]
+        python_runtime = self.policy.python
+        if python_runtime is not None and python_runtime.sysconfig_data is not None:
+            jail_path, text = python_runtime.sysconfig_data
+            sysconfig_path = os.path.join(self._statedir, "sysconfigdata.py")
+            with open(sysconfig_path, "w", encoding="utf-8") as f:
+                f.write(text)
+            jail_files.append((sysconfig_path, jail_path))
         self._cgroups = CgroupManager()
         if not self._cgroups.available:
             # The kernel exempts root from RLIMIT_NPROC, and the jail's user is root on
@@ -146,7 +157,7 @@ class Engine:
         self._forkservers = ForkServerGroup(
             s.python_fork_servers, self.policy,
             compile_jail_filter(self.policy, ALLOW_NAMESPACE_SETUP),
-            (child_filter_path, import_filter_path),
+            tuple(jail_files),
             self._cgroups, self._cleanups, s.output_limit_bytes,
             (python.modules, python.describe()) if python else ((), ()),
         )  # fmt: skip

@@ -15,6 +15,7 @@ import site
 import socket
 import sys
 import sysconfig
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -909,6 +910,74 @@ texts.append(open("/proc/self/root/proc/self/mountinfo").read())
     for host_path in (str(PROJECT), sys.base_prefix, os.path.realpath(sys.base_prefix), "/tmp/"):
         assert host_path not in result.result, host_path
     assert result.result.strip() == ""
+
+
+# Where the host keeps the checkout, the interpreter (unless it is the distribution's own,
+# in /usr) and the service's state (its filters, in the temporary directory).
+HOST_LAYOUT = [
+    str(PROJECT),
+    *{
+        p
+        for p in (sys.base_prefix, os.path.realpath(sys.base_prefix), sys.prefix)
+        if p not in ("/usr", "/usr/local")
+    },
+    os.path.join(tempfile.gettempdir(), "coderunner-"),
+]
+
+
+def test_py_interpreter_and_service_paths_are_the_jails_own(jail):
+    # Every place a snippet learns where its interpreter, modules and files are from.
+    code = r"""
+import json, os, sys, sysconfig, traceback
+def read(path):  # (a non-dumpable process's own /proc files are root's: unreadable as a user)
+    try:
+        return open(path, "rb").read().decode()
+    except OSError:
+        return ""
+seen = {
+    "sys": [sys.executable, sys._base_executable, sys.prefix, sys.exec_prefix, sys.base_prefix,
+            sys.base_exec_prefix, *sys.path, os.__file__, json.__file__],
+    "sysconfig": [str(v) for v in sysconfig.get_config_vars().values()],
+    "paths": list(sysconfig.get_paths().values()),
+    "proc": [read("/proc/self/maps"), read("/proc/self/environ"), read("/proc/self/cgroup")],
+    "env": [f"{k}={v}" for k, v in os.environ.items()],
+    "tree": [os.path.join(d, n) for d, ds, fs in os.walk("/") if not d.startswith("/proc")
+             for n in ds + fs if d.count("/") < 4],
+}
+try:
+    json.loads("{")
+except ValueError:
+    seen["traceback"] = [traceback.format_exc()]
+seen
+"""
+    result = abuse("py host layout", "python", code)
+    assert result.ok, result.error
+    assert result.result["sys"][0].startswith("/runtime/python/"), result.result["sys"]
+    assert sysconfig.get_config_var("prefix") in ("/usr", "/usr/local") or (
+        "/runtime/python" in result.result["sysconfig"]
+    )
+    text = json.dumps(result.result)
+    for host_path in HOST_LAYOUT:
+        assert host_path not in text, host_path
+    assert "LD_LIBRARY_PATH" not in "".join(result.result["env"])
+
+
+def test_js_interpreter_and_service_paths_are_the_jails_own(jail):
+    # The same for JavaScript (both modes: Deno's APIs only where there is Deno).
+    code = """
+const seen = [new Error("here").stack, String(import.meta.url)];
+if (typeof Deno !== "undefined") {
+  seen.push(Deno.mainModule, Deno.cwd());
+  try { seen.push(Deno.execPath()); } catch (e) { seen.push(String(e)); }
+}
+try { JSON.parse("{"); } catch (e) { seen.push(e.stack); }
+return seen;
+"""
+    result = abuse("js host layout", "javascript", code)
+    assert result.ok, result.error
+    text = json.dumps(result.result)
+    for host_path in HOST_LAYOUT:
+        assert host_path not in text, host_path
 
 
 def test_js_mount_tables_are_not_readable(jail):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import pyseccomp
 import pytest
 
-from coderunner._jail.protocol import DENO, RESULT_FIFO
+from coderunner._jail.protocol import DENO, PYTHON_HOME, RESULT_FIFO
 from coderunner._sandbox.bwrap import bwrap_argv
 from coderunner._sandbox.policy import (
     ALLOW_NAMESPACE_SETUP,
@@ -13,7 +16,7 @@ from coderunner._sandbox.policy import (
     Mount,
     SandboxPolicy,
     build_policy,
-    python_runtime_paths,
+    python_runtime,
 )
 from coderunner._sandbox.seccomp import compile_child_filter, compile_jail_filter
 
@@ -63,10 +66,23 @@ def test_only_runtime_files_are_mounted_read_only(policy: SandboxPolicy) -> None
 
 
 def test_site_packages_of_the_stdlib_dir_is_masked() -> None:
-    _, mounts, masked = python_runtime_paths()
-    assert all(isinstance(m, Mount) for m in mounts)
-    for path in masked:
-        assert path.endswith(("site-packages", "dist-packages"))
+    python = python_runtime()
+    assert all(isinstance(m, Mount) for m in python.mounts)
+    assert any(path.endswith("site-packages") for path in python.masked)
+    for path in python.masked:
+        assert path.startswith(PYTHON_HOME + "/")
+        assert path.endswith(("site-packages", "dist-packages")) or "/config-" in path
+
+
+def test_the_interpreter_is_at_the_same_jail_path_on_every_host() -> None:
+    python = python_runtime()
+    assert python.executable.startswith(f"{PYTHON_HOME}/bin/python")
+    assert all(m.target.startswith(PYTHON_HOME + "/") for m in python.mounts)
+    if python.sysconfig_data is not None:  # a Python outside /usr: its prefix is rewritten
+        jail_path, text = python.sysconfig_data
+        assert jail_path.startswith(f"{PYTHON_HOME}/lib/python3.")
+        assert sys.base_prefix not in text and os.path.realpath(sys.base_prefix) not in text
+        assert f"'prefix': '{PYTHON_HOME}'" in text
 
 
 def test_tmp_is_small_and_in_memory(policy: SandboxPolicy) -> None:

@@ -65,6 +65,9 @@ _json_dumps, _json_loads = json.dumps, json.loads
 
 RUNNER_DIR = "/runner"  # this folder, read-only
 DENO = "/runtime/deno"  # the Deno binary
+# The CPython that runs the service, wherever the host keeps it (a checkout's venv, pyenv
+# under /root): bin/, lib/pythonX.Y/ and, when shared, its libpython in lib/.
+PYTHON_HOME = "/runtime/python"
 RESULT_FIFO = "/run/result"  # JavaScript: READY/STARTED lines, then the frame
 CHILD_FILTER = "/run/child.bpf"  # Python: the seccomp filter each fork-server child loads
 # Python: the filter the fork server loads before it imports the vetted packages, so that

@@ -29,6 +29,10 @@ import socket
 import protocol
 import python_runner as runner
 
+# Only this server's loader needed it, to find libpython in the jail (policy.py's
+# PythonRuntime): no child inherits it.
+os.environ.pop("LD_LIBRARY_PATH", None)
+
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
 MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = 4096, 8192, 1 << 14, 1 << 18
 PR_SET_DUMPABLE, PR_CAP_AMBIENT = 4, 47

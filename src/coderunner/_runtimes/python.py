@@ -25,7 +25,7 @@ from .._jail import protocol
 from .._models import ErrorDetail, ErrorType, Language
 from .._sandbox.bwrap import bwrap_argv, start_jail
 from .._sandbox.cgroup import CgroupManager, CgroupSlot
-from .._sandbox.policy import ALLOW_NAMESPACE_SETUP, SandboxPolicy, python_runtime_paths
+from .._sandbox.policy import ALLOW_NAMESPACE_SETUP, SandboxPolicy, python_runtime
 from .._sandbox.process import (
     Capture,
     CleanupTasks,
@@ -39,8 +39,9 @@ log = logging.getLogger("coderunner.forkserver")
 
 # Vetted packages (see _packages.py): (modules imported before forking, descriptions).
 PythonPackageSetup = tuple[tuple[str, ...], tuple[str, ...]]
-# Host files of the compiled filters: (the child filter, the import filter).
-FilterPaths = tuple[str, str]
+# Files the engine writes for the fork server's jail, (host file, jail path), bound
+# read-only: the compiled child and import filters, the rewritten build variables.
+JailFiles = tuple[tuple[str, str], ...]
 
 # The exit status of a child whose fork server died under it (the service's fault).
 SERVER_LOST = -(1 << 16)
@@ -88,11 +89,11 @@ class ForkServer:
         cls,
         policy: SandboxPolicy,
         server_filter: bytes,
-        filter_paths: FilterPaths,
+        jail_files: JailFiles,
         packages: PythonPackageSetup = ((), ()),
     ) -> ForkServer:
-        """Start the fork server in its jail and wait until it is up.  `filter_paths`: the
-        compiled child and import filters (host files); `packages`: the vetted packages'
+        """Start the fork server in its jail and wait until it is up.  `jail_files`: the
+        files the engine wrote for it (see JailFiles); `packages`: the vetted packages'
         modules it imports first, and their descriptions."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         config = protocol.ForkServerConfig(
@@ -102,8 +103,9 @@ class ForkServer:
             preload=packages[0],
             packages=packages[1],
         )
+        python = policy.python or python_runtime()
         command = [
-            python_runtime_paths()[0], "-I", "-S", "-B", "-u",
+            python.executable, "-I", "-S", "-B", "-u",
             f"{protocol.RUNNER_DIR}/python_forkserver.py", config.encode(),
         ]  # fmt: skip
         try:
@@ -113,10 +115,8 @@ class ForkServer:
                     command,
                     seccomp_fd=seccomp_fd,
                     result_fifo=None,
-                    extra_files=(
-                        (filter_paths[0], protocol.CHILD_FILTER),
-                        (filter_paths[1], protocol.IMPORT_FILTER),
-                    ),
+                    extra_env=python.env,
+                    extra_files=jail_files,
                     relaxation=ALLOW_NAMESPACE_SETUP,
                 ),
                 seccomp_filter=server_filter,
@@ -356,7 +356,7 @@ class ForkServerGroup:
         count: int,
         policy: SandboxPolicy,
         server_filter: bytes,
-        filter_paths: FilterPaths,
+        jail_files: JailFiles,
         cgroups: CgroupManager | None,
         cleanups: CleanupTasks,
         output_limit_bytes: int,
@@ -368,7 +368,7 @@ class ForkServerGroup:
         self._next = 0
         self._policy = policy
         self._server_filter = server_filter
-        self._filter_paths = filter_paths
+        self._jail_files = jail_files
         self._cgroups = cgroups
         self._cleanups = cleanups
         self._output_limit = output_limit_bytes
@@ -391,7 +391,7 @@ class ForkServerGroup:
             log.warning("fork server %d (pid %d) died; starting a new one", index, old.process.pid)
             await old.close()
         server = await ForkServer.start(
-            self._policy, self._server_filter, self._filter_paths, self._packages
+            self._policy, self._server_filter, self._jail_files, self._packages
         )
         self._slots[index] = server
         self._starting[index] = None

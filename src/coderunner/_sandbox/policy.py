@@ -181,7 +181,7 @@ ALLOW_NAMESPACE_SETUP = Relaxation(
 
 @dataclass(frozen=True)
 class Mount:
-    """A read-only bind of a host path (same path inside) or a symlink."""
+    """A read-only bind of a host path at `target`, or a symlink."""
 
     source: str
     target: str
@@ -193,8 +193,9 @@ class SandboxPolicy:
     """Everything that defines one jail.  Defaults are the closed ones."""
 
     mounts: tuple[Mount, ...]
-    # Host paths hidden under an empty tmpfs (e.g. site-packages inside the stdlib dir).
+    # Jail paths hidden under an empty tmpfs (e.g. site-packages inside the stdlib dir).
     masked: tuple[str, ...] = ()
+    python: PythonRuntime | None = None  # where the interpreter is inside (and its extras)
     tmp_size_mb: int = 16  # the only writable places: an in-memory /tmp ...
     shm_size_mb: int = 4  # ... and /dev/shm, both private to the execution
     max_processes: int = 16  # processes and threads of one execution (pids cgroup, NPROC)
@@ -250,23 +251,77 @@ def _system_lib_mounts() -> list[Mount]:
     return mounts
 
 
-def python_runtime_paths() -> tuple[str, list[Mount], list[str]]:
-    """(interpreter, mounts, masked) for the CPython that runs this service."""
+@dataclass(frozen=True)
+class PythonRuntime:
+    """The CPython that runs this service, as every jail sees it: at protocol.PYTHON_HOME.
+
+    Where the host keeps it is the host's layout (a checkout, pyenv under /root): a
+    snippet reading sys.executable, sys.prefix or sysconfig finds the jail path instead.
+    """
+
+    executable: str  # inside the jail
+    mounts: tuple[Mount, ...]
+    masked: tuple[str, ...]  # jail paths hidden under an empty tmpfs
+    # The server's own environment only (the fork server drops it before any child):
+    # where the loader finds a shared libpython, whose RUNPATH names the host directory.
+    env: tuple[tuple[str, str], ...]
+    # (jail path, text) of the build's variables module (sysconfig) with the host's
+    # install prefix rewritten to PYTHON_HOME, or None when there is nothing to rewrite.
+    sysconfig_data: tuple[str, str] | None
+
+
+# Install prefixes that say nothing about the host: the distribution's own Python.
+SYSTEM_PREFIXES = ("/usr", "/usr/local")
+
+
+def python_runtime() -> PythonRuntime:
+    """Where this service's CPython is on the host, and where each piece goes in a jail."""
+    home = protocol.PYTHON_HOME
     executable = _real(getattr(sys, "_base_executable", sys.executable))
-    mounts = [Mount(executable, executable)]
-    libdir = sysconfig.get_config_var("LIBDIR") or ""
-    ldlibrary = sysconfig.get_config_var("INSTSONAME") or ""
-    if libdir and ldlibrary and os.path.exists(os.path.join(libdir, ldlibrary)):
-        lib = os.path.join(libdir, ldlibrary)
-        mounts.append(Mount(_real(lib), lib))
+    jail_executable = f"{home}/bin/{os.path.basename(executable)}"
     stdlib = sysconfig.get_paths()["stdlib"]
-    mounts.append(Mount(_real(stdlib), stdlib))
+    # Where CPython looks for its standard library, relative to bin/.. (its landmark).
+    jail_stdlib = f"{home}/{sys.platlibdir}/python{sys.version_info[0]}.{sys.version_info[1]}"
+    mounts = [Mount(executable, jail_executable), Mount(_real(stdlib), jail_stdlib)]
+    env: list[tuple[str, str]] = []
+    libdir = sysconfig.get_config_var("LIBDIR") or ""
+    soname = sysconfig.get_config_var("INSTSONAME") or ""
+    system_libs = {m.source for m in _system_lib_mounts()}
+    if libdir and soname and os.path.exists(os.path.join(libdir, soname)):
+        if _real(libdir) not in system_libs:  # (else already mounted where ld.so looks)
+            mounts.append(Mount(_real(os.path.join(libdir, soname)), f"{home}/lib/{soname}"))
+            env.append(("LD_LIBRARY_PATH", f"{home}/lib"))
     masked = [
-        p
-        for p in (os.path.join(stdlib, "site-packages"), os.path.join(stdlib, "dist-packages"))
-        if os.path.isdir(p)
+        f"{jail_stdlib}/{name}"
+        for name in ("site-packages", "dist-packages")
+        if os.path.isdir(os.path.join(stdlib, name))
     ]
-    return executable, mounts, masked
+    # The build's Makefile and config scripts (for compiling extensions) name the host's
+    # install prefix; nothing in a jail compiles.
+    config = sysconfig.get_config_var("LIBPL") or ""
+    if config and os.path.isdir(config) and _real(config).startswith(_real(stdlib) + "/"):
+        masked.append(jail_stdlib + _real(config)[len(_real(stdlib)) :])
+    return PythonRuntime(
+        executable=jail_executable,
+        mounts=tuple(mounts),
+        masked=tuple(masked),
+        env=tuple(env),
+        sysconfig_data=_rewritten_sysconfig_data(stdlib, jail_stdlib),
+    )
+
+
+def _rewritten_sysconfig_data(stdlib: str, jail_stdlib: str) -> tuple[str, str] | None:
+    name = sysconfig._get_sysconfigdata_name()  # type: ignore[attr-defined]
+    source = os.path.join(stdlib, f"{name}.py")
+    prefixes = {p for p in (sys.base_prefix, _real(sys.base_prefix), sys.base_exec_prefix,
+                            _real(sys.base_exec_prefix)) if p not in SYSTEM_PREFIXES}  # fmt: skip
+    if not prefixes or not os.path.isfile(source):
+        return None
+    with open(source, encoding="utf-8") as f:
+        text = f.read()
+    for prefix in sorted(prefixes, key=len, reverse=True):  # /a/b/c before /a/b
+        text = text.replace(prefix, protocol.PYTHON_HOME)
+    return f"{jail_stdlib}/{name}.py", text
 
 
 def deno_executable() -> str:
@@ -310,8 +365,8 @@ def build_policy(
     `python_packages` / `node_modules`: host directories of vetted packages (see
     `_packages.py`), mounted read-only at protocol.PYTHON_PACKAGES / JS_NODE_MODULES.
     """
-    _, py_mounts, masked = python_runtime_paths()
-    mounts = [*_system_lib_mounts(), *py_mounts]
+    python = python_runtime()
+    mounts = [*_system_lib_mounts(), *python.mounts]
     if os.path.isdir("/usr/share/zoneinfo"):
         # zoneinfo/Intl need the time-zone database; it is public data.
         mounts.append(Mount("/usr/share/zoneinfo", "/usr/share/zoneinfo"))
@@ -331,7 +386,8 @@ def build_policy(
     return SandboxPolicy(
         bwrap=shutil.which("bwrap") or "/usr/bin/bwrap",
         mounts=tuple(dict.fromkeys(mounts)),
-        masked=tuple(masked),
+        masked=python.masked,
+        python=python,
         tmp_size_mb=tmp_size_mb,
         max_processes=max_processes,
         env=env,
