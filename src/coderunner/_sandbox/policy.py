@@ -160,6 +160,7 @@ class Relaxation:
     capabilities: tuple[str, ...] = ()  # kept, inside the jail's own user namespace only
     syscalls: tuple[str, ...] = ()  # taken off the denied list
     clone_flags: tuple[int, ...] = ()  # namespace flags clone() may use
+    files: tuple[str, ...] = ()  # host files bound read-only at the same path
 
 
 # RELAXATION (the Python fork server only): it makes each child's fresh pid, mount and
@@ -336,20 +337,26 @@ RUNNER_DIR = str(Path(__file__).resolve().parent.parent / "_jail")
 
 # JavaScript's isolate mode (`_runtimes/workerd.py`): the workerd binary inside the jail.
 WORKERD = "/runtime/workerd"
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 # RELAXATION (workerd jails only): workerd refuses to start without a CA bundle ("No CA
 # certificates were loaded from the system"), although nothing in the jail can reach a
 # network (empty network namespace, AF_UNIX only, globalOutbound: null).  The bundle is
-# public data, bound read-only.
-CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+# public data, bound read-only; nothing else changes (same filter, no capability).
+ALLOW_CA_BUNDLE = Relaxation(
+    why="workerd will not start without a CA bundle, though it can reach no network",
+    files=(CA_BUNDLE,),
+)
 
 
 def workerd_mounts(binary: str) -> tuple[Mount, ...]:
     """What a workerd jail needs on top of the policy's mounts (read-only): the binary
-    and the CA bundle.  Its config is bound per process, its socket is an inherited fd;
-    it keeps the jail's seccomp filter unchanged (AF_UNIX only, no exec but its own)."""
+    and ALLOW_CA_BUNDLE's file.  Its config is bound per process, its socket is an
+    inherited fd; it keeps the jail's seccomp filter unchanged (AF_UNIX only, no exec but
+    its own)."""
     mounts = [Mount(_real(binary), WORKERD)]
-    if os.path.isfile(CA_BUNDLE):
-        mounts.append(Mount(_real(CA_BUNDLE), CA_BUNDLE))
+    for path in ALLOW_CA_BUNDLE.files:
+        if os.path.isfile(path):
+            mounts.append(Mount(_real(path), path))
     return tuple(mounts)
 
 
