@@ -23,6 +23,7 @@ import pytest
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -232,6 +233,101 @@ def only_local_requests(driver: WebDriver, base_url: str) -> None:
     )
     assert urls, "the page loaded nothing?"
     assert all(u.startswith(base_url + "/") for u in urls), urls
+
+
+def press(driver: WebDriver, *keys: str, holding: str | None = None) -> None:
+    """Keys sent to whatever has the focus, as a keyboard would (no element is clicked),
+    with a modifier (Shift, Control) held down if `holding` names one."""
+    actions = ActionChains(driver)
+    if holding:
+        actions.key_down(holding)
+    actions.send_keys(*keys)
+    if holding:
+        actions.key_up(holding)
+    actions.perform()
+
+
+def focused_id(driver: WebDriver) -> str:
+    return str(driver.execute_script("return document.activeElement?.id ?? ''"))
+
+
+def gutter_line_numbers(driver: WebDriver) -> list[str]:
+    """The line numbers the editor's gutter shows (not its hidden width spacer)."""
+    return list(
+        driver.execute_script(
+            "return [...document.querySelectorAll('.cm-gutters .cm-lineNumbers .cm-gutterElement')]"
+            ".filter((e) => getComputedStyle(e).visibility !== 'hidden' && e.offsetHeight > 0)"
+            ".map((e) => e.textContent)"
+        )
+    )
+
+
+def gutter_aligned_with_lines(driver: WebDriver) -> bool:
+    """Each number sits left of the code, on the same row as its line."""
+    return bool(
+        driver.execute_script(
+            """
+            const numbers = [...document.querySelectorAll(
+              '.cm-gutters .cm-lineNumbers .cm-gutterElement')].filter(
+              (e) => getComputedStyle(e).visibility !== 'hidden' && e.offsetHeight > 0);
+            const lines = [...document.querySelectorAll('.cm-content .cm-line')];
+            if (!numbers.length || numbers.length !== lines.length) return false;
+            return numbers.every((n, i) => {
+              const a = n.getBoundingClientRect(), b = lines[i].getBoundingClientRect();
+              return a.width > 0 && a.right <= b.left + 1 && Math.abs(a.top - b.top) <= 2;
+            });
+            """
+        )
+    )
+
+
+def token_styles(driver: WebDriver, *words: str) -> dict[str, Any]:
+    """How the editor draws each of `words` (the first token with that exact text) and
+    plain text: {"plain": style, word: style or None}; a style is
+    [color, font-weight, font-style, CSS class of the token's span]."""
+    return dict(
+        driver.execute_script(
+            """
+            const words = arguments[0];
+            const style = (e) => {
+              const s = getComputedStyle(e);
+              return [s.color, s.fontWeight, s.fontStyle];
+            };
+            const content = document.querySelector('.cm-content');
+            const found = {plain: [...style(content.querySelector('.cm-line')), '']};
+            for (const word of words) found[word] = null;
+            for (const span of content.querySelectorAll('.cm-line span')) {
+              const text = span.textContent;
+              if (words.includes(text) && found[text] === null) {
+                found[text] = [...style(span), span.className];
+              }
+            }
+            return found;
+            """,
+            list(words),
+        )
+    )
+
+
+def assert_highlighted(driver: WebDriver, keywords: list[str], others: list[str]) -> None:
+    """Every keyword is drawn alike, in a highlighting class whose look differs from plain
+    text; each of `others` (strings, numbers) is highlighted, and differently from the
+    keywords."""
+    words = [*keywords, *others]
+    styles = wait_for(
+        driver,
+        lambda d: (found := token_styles(d, *words)) and all(found[w] for w in words) and found,
+        f"the tokens {words} to be highlighted",
+    )
+    plain = styles["plain"][:3]
+    first = styles[keywords[0]]
+    for word in keywords:
+        assert styles[word][3], f"{word!r} has no highlighting class"
+        assert styles[word][:3] == first[:3], f"{word!r} is drawn unlike {keywords[0]!r}: {styles}"
+        assert styles[word][:3] != plain, f"{word!r} looks like plain text: {styles}"
+    for word in others:
+        assert styles[word][3] and styles[word][:3] != plain, f"{word!r} not highlighted: {styles}"
+        assert styles[word][:3] != first[:3], f"{word!r} is drawn like a keyword: {styles}"
 
 
 # -- tests ----------------------------------------------------------------------------------
@@ -623,3 +719,213 @@ def test_a_browser_error_is_never_logged(server: ServerProcess, browser: WebDriv
     except WebDriverException:  # pragma: no cover - a driver without the log endpoint
         pytest.fail("chromedriver did not return the browser log")
     assert [e for e in logs if e["level"] == "SEVERE"] == []
+
+
+def test_the_editor_numbers_its_lines_and_highlights_python_and_javascript(
+    server: ServerProcess, browser: WebDriver, tmp_path: Path
+) -> None:
+    # Python: a 12-line snippet (two-digit numbers) opened from a link.
+    code = "\n".join(
+        [
+            "import math",
+            "",
+            "def main(values, scale=2):",
+            '    """Scaled square roots."""',
+            "    result = []",
+            "    for value in values:",
+            "        if value < 0:",
+            "            continue",
+            "        result.append(math.sqrt(value) * scale)",
+            "    # the answer",
+            "    return result",
+            "",
+        ]
+    )
+    assert code.count("\n") + 1 == 12
+    open_console(browser, f"{server.base_url}/#language=python&code={quote(code, safe='')}")
+    assert editor_text(browser) == code
+    wait_for(
+        browser,
+        lambda d: gutter_line_numbers(d) == [str(n) for n in range(1, 13)],
+        "the numbers 1 to 12 in the gutter",
+    )
+    assert gutter_aligned_with_lines(browser)
+    gutter = browser.find_element(By.CSS_SELECTOR, ".cm-gutters .cm-lineNumbers")
+    assert gutter.is_displayed()
+    assert_highlighted(
+        browser,
+        ["import", "def", "for", "in", "if", "continue", "return"],
+        ['"""Scaled square roots."""', "0", "# the answer"],
+    )
+    # A new line gets its number.
+    code_editor(browser).click()
+    code_editor(browser).send_keys(Keys.CONTROL, Keys.END)
+    code_editor(browser).send_keys(Keys.ENTER)
+    wait_for(
+        browser,
+        lambda d: gutter_line_numbers(d) == [str(n) for n in range(1, 14)],
+        "the number 13",
+    )
+    browser.save_screenshot(str(tmp_path / "python-highlighting.png"))
+
+    # JavaScript: `const` and `function` are keywords only in this language's mode.
+    js = (
+        "function main(xs = []) {\n"
+        "  const total = xs.reduce((a, b) => a + b, 0);\n"
+        '  return { total, label: "sum" };\n'
+        "}"
+    )
+    browser.get("about:blank")
+    open_console(browser, f"{server.base_url}/#language=javascript&code={quote(js, safe='')}")
+    assert editor_text(browser) == js
+    wait_for(
+        browser,
+        lambda d: gutter_line_numbers(d) == ["1", "2", "3", "4"],
+        "the numbers 1 to 4 in the gutter",
+    )
+    assert gutter_aligned_with_lines(browser)
+    assert_highlighted(browser, ["function", "const", "return"], ['"sum"', "0"])
+    browser.save_screenshot(str(tmp_path / "javascript-highlighting.png"))
+
+
+def test_python_and_javascript_auto_indent(server: ServerProcess, browser: WebDriver) -> None:
+    open_console(browser, f"{server.base_url}/")
+    content = code_editor(browser)
+    content.click()
+    content.send_keys(Keys.CONTROL, "a")
+    content.send_keys(Keys.DELETE)
+    wait_for(browser, lambda d: editor_text(d) == "", "an empty editor")
+    content.send_keys("def f():")
+    content.send_keys(Keys.ENTER)
+    # The new line is indented by four spaces, and the caret is at its end.
+    wait_for(browser, lambda d: editor_text(d) == "def f():\n    ", "a 4-space indented line")
+    content.send_keys("return 1")
+    wait_for(browser, lambda d: editor_text(d) == "def f():\n    return 1", "the body typed")
+    # One level deeper after a nested block's colon.
+    content.send_keys(Keys.CONTROL, "a")
+    content.send_keys("def g(x):", Keys.ENTER, "if x:", Keys.ENTER, "x")
+    wait_for(
+        browser,
+        lambda d: editor_text(d) == "def g(x):\n    if x:\n        x",
+        "an 8-space indented line",
+    )
+
+    # JavaScript indents by two, inside the braces the editor closed.
+    Select(by_label(browser, "Language")).select_by_value("javascript")
+    content.click()
+    content.send_keys(Keys.CONTROL, "a")
+    content.send_keys(Keys.DELETE)
+    content.send_keys("function f() {", Keys.ENTER, "return 1;")
+    wait_for(
+        browser,
+        lambda d: editor_text(d) == "function f() {\n  return 1;\n}",
+        "a 2-space indented line in braces",
+    )
+
+
+def test_stderr_is_shown_apart_from_stdout(server: ServerProcess, browser: WebDriver) -> None:
+    open_console(browser, f"{server.base_url}/")
+    type_code(browser, "import sys; print('warn', file=sys.stderr)")
+    set_inputs(browser, {})
+    run_and_wait(browser)
+    assert "ok" in browser.find_element(By.ID, "status").text
+    output = region(browser, "Output")
+    assert stream(browser, "stderr") == "warn"
+    assert stream(browser, "stdout") == "(empty)"
+    # Each stream is under its own heading, in the Output region.
+    headings = [h.text.split()[0] for h in output.find_elements(By.TAG_NAME, "h3")]
+    assert headings == ["stdout", "stderr"]
+    stderr = output.find_element(By.ID, "stderr")
+    assert stderr.is_displayed()
+    assert "empty" not in (stderr.get_attribute("class") or "")
+    assert "warn" not in output.find_element(By.ID, "stdout").text
+    assert "No error" in region(browser, "Error").text
+
+    # Both streams at once: each holds only its own lines, and stderr looks different.
+    type_code(
+        browser, "import sys\nprint('out 1')\nprint('err 1', file=sys.stderr)\nprint('out 2')"
+    )
+    run_and_wait(browser)
+    assert stream(browser, "stdout") == "out 1\nout 2"
+    assert stream(browser, "stderr") == "err 1"
+    look = browser.execute_script(
+        "const s = (id) => { const c = getComputedStyle(document.getElementById(id));"
+        " return [c.backgroundColor, c.borderLeftStyle, c.borderLeftColor]; };"
+        " return [s('stdout'), s('stderr')]"
+    )
+    assert look[0] != look[1], look
+
+    # JavaScript's console.error is stderr too.
+    Select(by_label(browser, "Language")).select_by_value("javascript")
+    type_code(browser, 'console.log("to out"); console.error("to err");')
+    run_and_wait(browser)
+    assert stream(browser, "stdout") == "to out"
+    assert stream(browser, "stderr") == "to err"
+
+
+def test_save_to_the_library_with_the_keyboard_only(
+    server: ServerProcess, browser: WebDriver, tmp_path: Path
+) -> None:
+    """From a shared link to a saved snippet with Tab, Enter and typing: no click."""
+    code = "def main(n: int):\n    return n * 2"
+    fragment = (
+        f"#language=python&code={quote(code, safe='')}"
+        f"&inputs={quote(json.dumps({'n': 21}), safe='')}"
+    )
+    open_console(browser, f"{server.base_url}/{fragment}")
+    save = browser.find_element(By.ID, "save")
+    # Tab from the top of the page: skip link, Language, Run, Copy link, Save to library….
+    passed = []
+    for _ in range(10):
+        press(browser, Keys.TAB)
+        passed.append(focused_id(browser))
+        if browser.switch_to.active_element == save:
+            break
+    assert browser.switch_to.active_element == save, passed
+    assert passed[-4:-1] == ["language", "run", "share"], passed
+    press(browser, Keys.ENTER)
+    dialog = browser.find_element(By.ID, "save-dialog")
+    wait_for(browser, lambda d: dialog.is_displayed(), "the save dialog")
+    assert focused_id(browser) == "save-name"
+    press(browser, "double-it")
+    press(browser, Keys.TAB)
+    assert focused_id(browser) == "save-description"
+    press(browser, "Doubles n.")
+    press(browser, Keys.TAB)
+    assert focused_id(browser) == "save-example"
+    assert browser.find_element(By.ID, "save-example").is_selected()
+    press(browser, Keys.TAB)
+    assert focused_id(browser) == "save-cancel"
+    press(browser, Keys.TAB)
+    assert focused_id(browser) == "save-submit"
+    browser.save_screenshot(str(tmp_path / "keyboard-save.png"))
+    # Nothing ran yet: saving runs the code first, and that run becomes the example.
+    press(browser, Keys.ENTER)
+    wait_for(browser, lambda d: not dialog.is_displayed(), "the dialog to close")
+    assert "double-it version 1" in browser.find_element(By.ID, "status").text
+    assert shown_result(browser) == 42
+    stored = httpx.get(f"{server.base_url}/v1/snippets/double-it").json()
+    assert stored["code"] == code
+    assert stored["description"] == "Doubles n."
+    assert stored["examples"] == [{"name": None, "inputs": {"n": 21}, "expected": 42}]
+    # The focus went back to the button that opened the dialog (not lost on the page).
+    assert browser.switch_to.active_element == save
+
+    # Again with a longer description (an unchanged save keeps version 1), and Enter in
+    # the remembered name saves: version 2.
+    press(browser, Keys.ENTER)
+    wait_for(browser, lambda d: dialog.is_displayed(), "the save dialog again")
+    assert focused_id(browser) == "save-name"
+    assert browser.find_element(By.ID, "save-name").get_attribute("value") == "double-it"
+    press(browser, Keys.TAB)
+    assert focused_id(browser) == "save-description"
+    press(browser, Keys.END, holding=Keys.CONTROL)
+    press(browser, " Twice as much.")
+    press(browser, Keys.TAB, holding=Keys.SHIFT)
+    assert focused_id(browser) == "save-name"
+    press(browser, Keys.ENTER)
+    wait_for(browser, lambda d: not dialog.is_displayed(), "the dialog to close again")
+    assert "double-it version 2" in browser.find_element(By.ID, "status").text
+    stored = httpx.get(f"{server.base_url}/v1/snippets/double-it").json()
+    assert stored["version"] == 2
+    assert stored["description"] == "Doubles n. Twice as much."
