@@ -542,8 +542,11 @@ def test_save_search_open_and_load_from_the_library(
     run_and_wait(browser)
     button(browser, "Save to library…").click()
     name = by_label(browser, "Name")
+    assert name.get_attribute("value") == "greet-twice"  # the loaded snippet's, a new version
+    assert by_label(browser, "Description").get_attribute("value") == "Greets someone, twice."
     name.clear()
-    name.send_keys("scripty")
+    name.send_keys("scripty")  # another snippet: the loaded one's description does not follow
+    assert by_label(browser, "Description").get_attribute("value") == ""
     button(browser, "Save").click()
     error = browser.find_element(By.ID, "save-error")
     wait_for(browser, lambda d: "main" in error.text, "the refusal")

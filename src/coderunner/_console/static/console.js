@@ -175,6 +175,7 @@ const state = {
   keyNeeded: false,
   lastRun: null, // {language, code, inputs, result}: the last run of the editor's code
   loaded: null, // the library version last loaded into the editor (a Snippet)
+  prefilledFor: null, // the loaded snippet the save dialog was last filled from
   inspection: null, // the answer of /v1/inspect for the current code, or {error}
   formKeys: "", // the property names the form was built for
   running: false,
@@ -793,8 +794,13 @@ function currentRunMatches() {
 function openSaveDialog() {
   const dialog = $("#save-dialog");
   $("#save-error").textContent = "";
-  if (state.loaded && !$("#save-name").value) $("#save-name").value = state.loaded.name;
-  if (state.loaded && !$("#save-description").value) $("#save-description").value = state.loaded.description ?? "";
+  // A snippet loaded since the dialog was last filled: its name and description, not
+  // whatever an earlier opening left in the fields.
+  if (state.loaded && state.prefilledFor !== state.loaded) {
+    $("#save-name").value = state.loaded.name;
+    $("#save-description").value = state.loaded.description ?? "";
+    state.prefilledFor = state.loaded;
+  }
   const matches = currentRunMatches() && state.lastRun.result.ok;
   $("#save-summary").textContent = matches
     ? `The example: these inputs → ${abbreviate(JSON.stringify(state.lastRun.result.result), 100)}`
@@ -802,6 +808,17 @@ function openSaveDialog() {
   dialog.returnValue = "";
   dialog.showModal();
   $("#save-name").focus();
+}
+
+// Saving under another name than the loaded snippet's is a new snippet: the loaded one's
+// description, untouched, does not go with it (and comes back with the name).
+function onSaveNameChanged() {
+  const loaded = state.loaded;
+  if (!loaded) return;
+  const description = $("#save-description");
+  const theirs = loaded.description ?? "";
+  if ($("#save-name").value.trim() !== loaded.name && description.value === theirs) description.value = "";
+  else if ($("#save-name").value.trim() === loaded.name && description.value === "") description.value = theirs;
 }
 
 async function submitSave() {
@@ -1006,6 +1023,7 @@ function start() {
     submitSave();
   });
   $("#library-search").addEventListener("input", scheduleLibrary);
+  $("#save-name").addEventListener("input", onSaveNameChanged);
   $("#history-refresh").addEventListener("click", refreshHistory);
   $(".skip-link").addEventListener("click", (event) => {
     event.preventDefault();
