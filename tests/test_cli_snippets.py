@@ -165,6 +165,47 @@ def test_export_import_round_trip_and_a_corrupt_folder(tmp_path: Path, data_dir:
     assert out(cr(third, "snippets", "list"))["snippets"] == []
 
 
+def _exported(folder: Path, total_meta: dict[str, Any]) -> None:
+    """A folder of two snippets: "slug" (fine) and, second by name, "total"."""
+    folder.mkdir()
+    (folder / "slug.py").write_text(SLUG)
+    slug_examples = [{"inputs": {"title": "A b"}, "expected": "a-b"}]
+    slug = {"name": "slug", "language": "python", "examples": slug_examples}
+    (folder / "slug.json").write_text(json.dumps(slug))
+    (folder / "total.js").write_text(TOTAL_JS)
+    (folder / "total.json").write_text(
+        json.dumps({"name": "total", "language": "javascript", **total_meta})
+    )
+
+
+def test_an_import_whose_second_snippet_fails_an_example_imports_nothing(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    folder = tmp_path / "library"
+    good = {"inputs": {"orders": [{"amount": 2}]}, "expected": 2}
+    bad = {"name": "doubled", "inputs": {"orders": [{"amount": 2}], "rate": 2}, "expected": 5}
+    _exported(folder, {"examples": [good, bad]})
+    refused = cr(data_dir, "snippets", "import", str(folder))
+    assert refused.returncode == 2, refused.stderr
+    assert f"nothing was imported from {folder}" in refused.stderr
+    assert "total: example 2 ('doubled'): returned 4, expected 5" in refused.stderr
+    assert out(cr(data_dir, "snippets", "list"))["snippets"] == []
+
+
+def test_an_import_refused_while_storing_the_second_snippet_imports_nothing(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    # "total"'s description cannot be stored (a NUL character): only the store sees it,
+    # after "slug" passed every check.
+    folder = tmp_path / "library"
+    _exported(folder, {"description": "Sum.\u0000"})
+    refused = cr(data_dir, "snippets", "import", str(folder))
+    assert out(cr(data_dir, "snippets", "list"))["snippets"] == []
+    assert refused.returncode == 2, refused.stderr
+    assert f"nothing was imported from {folder}" in refused.stderr
+    assert "total" in refused.stderr and "NUL character" in refused.stderr
+
+
 def test_inspect_and_usage_errors(tmp_path: Path, data_dir: Path) -> None:
     (tmp_path / "total.js").write_text(TOTAL_JS)
     inspected = out(cr(data_dir, "inspect", str(tmp_path / "total.js")))

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,7 @@ from coderunner import (
     NotFound,
     Settings,
     SnippetSpec,
+    StoreUnavailable,
 )
 
 pytestmark = pytest.mark.timeout(180)
@@ -113,5 +117,119 @@ def test_typescript_snippet_is_saved_run_and_exported_as_ts(tmp_path: Path) -> N
             await library.delete("ts-total")
             [(again, _)] = await library.import_(exported)
             assert again.language == "typescript" and again.code == code
+
+    asyncio.run(main())
+
+
+def _library_settings(tmp_path: Path) -> Settings:
+    return dataclasses.replace(
+        Settings.from_env(python_pool_size=1, javascript_pool_size=1), data_dir=str(tmp_path)
+    )
+
+
+def _write_exported(folder: Path, name: str, code: str, **meta: object) -> None:
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name}.js").write_text(code)
+    text = json.dumps({"name": name, "language": "javascript", **meta})
+    (folder / f"{name}.json").write_text(text)
+
+
+DOUBLE = "function main(x) {\n  return x * 2;\n}\n"
+
+
+def test_an_import_whose_second_snippet_fails_an_example_imports_nothing(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "folder"
+    # Sorted by name, "a-total" is checked (and would be stored) first; "b-double"'s second
+    # example fails.
+    _write_exported(
+        folder, "a-total", TOTAL, examples=[{"inputs": {"amounts": [1]}, "expected": 1}]
+    )
+    good = {"inputs": {"x": 2}, "expected": 4}
+    bad = {"name": "wrong", "inputs": {"x": 3}, "expected": 7}
+    _write_exported(folder, "b-double", DOUBLE, examples=[good, bad])
+
+    async def main() -> None:
+        async with Engine(_library_settings(tmp_path)) as engine, Library(engine) as library:
+            before, _ = await library.save(
+                "b-double", SnippetSpec(language="javascript", code=DOUBLE, examples=[])
+            )
+            with pytest.raises(InvalidRequest) as refused:
+                await library.import_(folder)
+            message = str(refused.value)
+            assert message.startswith(f"nothing was imported from {folder}: ")
+            assert "b-double: example 2 ('wrong'): returned 6, expected 7" in message
+            assert "a-total" not in message  # it passed: only the problem is named
+            assert [s.name for s in await library.search()] == ["b-double"]
+            assert await library.versions("b-double") == [before]
+
+            # Fixed (and "b-double" now as stored): the import lands whole, and a snippet
+            # that did not change keeps its version.
+            _write_exported(folder, "b-double", DOUBLE, examples=[])
+            imported = await library.import_(folder)
+            assert [(s.name, s.version, new) for s, new in imported] == [
+                ("a-total", 1, True),
+                ("b-double", 1, False),
+            ]
+            assert imported[1][0] == before
+            assert await library.versions("b-double") == [before]
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("meta", "problem"),
+    [
+        # Checked only by the store, when it is asked to store it.
+        ({"description": "a NUL \u0000 here"}, "description contains a NUL character"),
+        # No example runs it, so only the save would see it.
+        ({"output_schema": {"type": "no-such-type"}}, "output_schema"),
+    ],
+)
+def test_an_import_refused_when_storing_the_second_snippet_imports_nothing(
+    tmp_path: Path, meta: dict[str, object], problem: str
+) -> None:
+    folder = tmp_path / "folder"
+    _write_exported(
+        folder, "a-total", TOTAL, examples=[{"inputs": {"amounts": [1]}, "expected": 1}]
+    )
+    _write_exported(folder, "b-double", DOUBLE, **meta)
+
+    async def main() -> None:
+        async with Engine(_library_settings(tmp_path)) as engine, Library(engine) as library:
+            with pytest.raises(InvalidRequest) as refused:
+                await library.import_(folder)
+            assert await library.search() == []  # not even "a-total", checked first
+            message = str(refused.value)
+            assert message.startswith(f"nothing was imported from {folder}: ")
+            assert "b-double" in message and problem in message
+
+    asyncio.run(main())
+
+
+def test_an_import_the_database_refuses_midway_imports_nothing(tmp_path: Path) -> None:
+    # Every check passes; then the database itself refuses the second snippet's row, after
+    # the first was written: the transaction is rolled back whole.
+    folder = tmp_path / "folder"
+    _write_exported(
+        folder, "a-total", TOTAL, examples=[{"inputs": {"amounts": [1]}, "expected": 1}]
+    )
+    _write_exported(folder, "b-double", DOUBLE, examples=[{"inputs": {"x": 2}, "expected": 4}])
+
+    async def main() -> None:
+        async with Engine(_library_settings(tmp_path)) as engine, Library(engine) as library:
+            with contextlib.closing(sqlite3.connect(tmp_path / "coderunner.db")) as db:
+                db.execute(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON snippets WHEN NEW.name = 'b-double' "
+                    "BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END"
+                )
+                db.commit()
+            with pytest.raises(StoreUnavailable) as refused:
+                await library.import_(folder)
+            assert await library.search() == []  # not even "a-total", written first
+            message = str(refused.value)
+            assert message.startswith(f"nothing was imported from {folder}: ")
+            assert "refused by a trigger" in message
 
     asyncio.run(main())

@@ -546,10 +546,15 @@ class Library:
     async def import_(self, directory: str | os.PathLike[str]) -> list[tuple[Snippet, bool]]:
         """Save every snippet of an exported folder, all or nothing.
 
-        Every file is read and checked, and every snippet's examples run, before the
-        first one is saved: a corrupt folder (a missing code file, bad JSON, a bad name,
-        failing examples) is refused whole with InvalidRequest naming each problem.
+        Every file is read and checked, and every snippet's examples run, before anything
+        is stored: a corrupt folder (a missing code file, bad JSON, a bad name, an invalid
+        schema, failing examples, what the database cannot store) is refused whole with
+        InvalidRequest naming each problem.  Then every snippet is saved (a new version when
+        it changed) in ONE database transaction: a failure there (StoreUnavailable) stores
+        none of them either.
         """
+        from ._store import NewVersion, check_storable
+
         folder = Path(directory)
         if not folder.is_dir():
             raise InvalidRequest(f"{folder} is not a directory")
@@ -563,9 +568,25 @@ class Library:
                 specs.append(self._read_exported(meta_file))
             except (InvalidRequest, OSError, ValueError) as exc:
                 problems.append(f"{meta_file.name}: {exc}")
+        versions: list[NewVersion] = []
         for name, spec in specs:
             try:
                 input_schema = self._input_schema(spec)
+                if spec.output_schema:
+                    _schema_validator(spec.output_schema, "output_schema")
+                version = NewVersion(
+                    name=name,
+                    language=spec.language,
+                    code=spec.code,
+                    description=spec.description,
+                    input_schema=input_schema,
+                    output_schema=spec.output_schema,
+                    examples=spec.examples,
+                    tags=spec.tags,
+                    hash=content_hash(name, spec, input_schema),
+                    examples_passed=len(spec.examples),
+                )
+                check_storable(version)
                 failures = await self._failing_examples(spec, input_schema)
             except InvalidRequest as exc:
                 problems.append(f"{name}: {exc}")
@@ -573,9 +594,16 @@ class Library:
             problems += [
                 f"{name}: example {f['example']}{_label(f)}: {f['reason']}" for f in failures
             ]
+            versions.append(version)
         if problems:
             raise InvalidRequest(f"nothing was imported from {folder}: " + "; ".join(problems))
-        return [await self.save(name, spec) for name, spec in specs]
+        store = await self._get_store()
+        try:
+            return await asyncio.to_thread(store.save_many, versions)
+        except InvalidRequest as exc:  # checked above; the store checks again
+            raise InvalidRequest(f"nothing was imported from {folder}: {exc}") from None
+        except StoreUnavailable as exc:
+            raise StoreUnavailable(f"nothing was imported from {folder}: {exc}") from exc
 
     def _read_exported(self, meta_file: Path) -> tuple[str, SnippetSpec]:
         meta = json.loads(meta_file.read_text())

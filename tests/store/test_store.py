@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from _postgres import PASSWORD, PostgresServer, free_port
 from coderunner._errors import InvalidRequest, StoreUnavailable
@@ -21,7 +22,7 @@ from coderunner._models import (
     ExecutionResult,
     Language,
 )
-from coderunner._store import Store, database_url_for
+from coderunner._store import NewVersion, Store, database_url_for
 from coderunner._store.store import OUTPUT_LIMIT, RESULT_LIMIT
 
 UTC = datetime.UTC
@@ -246,6 +247,168 @@ def test_concurrent_saves_of_the_same_content_make_one_version(store: Store) -> 
         t.join(60)
     assert sorted(created) == [False] * (n - 1) + [True]
     assert [s.version for s in store.versions("same")] == [1]
+
+
+# -- batches (an import) --------------------------------------------------------------------
+
+
+def version(name: str, code: str = "def main():\n    return 1\n", **kw: Any) -> NewVersion:
+    fields: dict[str, Any] = {
+        "language": Language.PYTHON,
+        "code": code,
+        "description": "",
+        "input_schema": {"type": "object", "properties": {}},
+        "output_schema": None,
+        "examples": [],
+        "tags": [],
+        "hash": f"h-{code}",
+        "examples_passed": 0,
+    }
+    fields.update(kw)
+    return NewVersion(name=name, **fields)
+
+
+def contents(store: Store) -> list[tuple[str, int, str]]:
+    """Every stored version: (name, version, hash)."""
+    return [
+        (s.name, s.version, s.hash)
+        for summary in store.search()
+        for s in store.versions(summary.name)
+    ]
+
+
+def test_save_many_stores_each_version_as_save_does(store: Store) -> None:
+    kept, _ = save(store, "kept", hash="k1")
+    save(store, "changed", hash="c1")
+    saved = store.save_many(
+        [
+            version("fresh", hash="f1", examples=[Example(inputs={"x": 1}, expected=2)]),
+            version("kept", hash="k1", code="ignored: same hash"),
+            version("changed", hash="c2", description="two", examples_passed=1),
+            version("twice", hash="t1"),
+            version("twice", hash="t2"),
+            version("twice", hash="t2"),
+        ]
+    )
+    assert [(s.name, s.version, new) for s, new in saved] == [
+        ("fresh", 1, True),
+        ("kept", 1, False),
+        ("changed", 2, True),
+        ("twice", 1, True),
+        ("twice", 2, True),
+        ("twice", 2, False),
+    ]
+    assert saved[1][0] == kept
+    assert [store.get(s.name, s.version) for s, _ in saved] == [s for s, _ in saved]
+    changed = store.get("changed")
+    assert changed is not None
+    assert (changed.description, changed.examples_passed) == ("two", 1)
+    assert store.save_many([]) == []
+
+
+def test_a_batch_with_an_unstorable_version_stores_nothing(store: Store) -> None:
+    save(store, "changed", hash="c1")
+    before = contents(store)
+    batch = [
+        version("fresh", hash="f1"),
+        version("changed", hash="c2"),
+        version("bad", hash="b1", description="a NUL \x00 here"),
+    ]
+    with pytest.raises(InvalidRequest, match=r"^snippet 'bad': the snippet's description contains"):
+        store.save_many(batch)
+    assert contents(store) == before
+
+
+_REFUSE = {
+    "sqlite": [
+        "CREATE TRIGGER refuse_one BEFORE INSERT ON snippets WHEN NEW.name = 'refused' "
+        "BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_one() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF NEW.name = 'refused' THEN RAISE EXCEPTION 'refused by a trigger'; END IF; "
+        "RETURN NEW; END $$",
+        "CREATE TRIGGER refuse_one BEFORE INSERT ON snippets FOR EACH ROW "
+        "EXECUTE FUNCTION refuse_one()",
+    ],
+}
+
+
+def test_a_batch_the_database_refuses_midway_stores_nothing(store: Store, store_url: str) -> None:
+    # The database itself refuses the third row, after two were written in the transaction.
+    save(store, "changed", hash="c1")
+    before = contents(store)
+    backend = "postgresql" if store_url.startswith("postgresql") else "sqlite"
+    url = store_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    outside = sa.create_engine(url)
+    try:
+        with outside.begin() as conn:
+            for statement in _REFUSE[backend]:
+                conn.exec_driver_sql(statement)
+        batch = [
+            version("fresh", hash="f1"),
+            version("changed", hash="c2"),
+            version("refused", hash="r1"),
+            version("last", hash="l1"),
+        ]
+        with pytest.raises(StoreUnavailable, match="refused by a trigger") as failed:
+            store.save_many(batch)
+        assert "saving 4 snippets" in str(failed.value)
+        assert contents(store) == before
+        assert store.get("fresh") is None and store.get("last") is None
+
+        # Nothing was left behind: without the trigger the same batch stores every version,
+        # numbered as if the refused attempt had never been.
+        with outside.begin() as conn:
+            conn.exec_driver_sql("DROP TRIGGER refuse_one" + " ON snippets" * (backend != "sqlite"))
+        saved = store.save_many(batch)
+        assert [(s.name, s.version, new) for s, new in saved] == [
+            ("fresh", 1, True),
+            ("changed", 2, True),
+            ("refused", 1, True),
+            ("last", 1, True),
+        ]
+    finally:
+        outside.dispose()
+
+
+def test_concurrent_batches_and_saves_keep_versions_consistent(store: Store) -> None:
+    # Batches naming the same snippets in opposite orders, and single saves, at once: each
+    # batch is stored whole, no two get one version, and none waits on another forever.
+    n = 12
+    names = ["p", "q", "r"]
+    start = threading.Barrier(n)
+    errors: list[BaseException] = []
+
+    def one(i: int) -> None:
+        try:
+            start.wait()
+            if i % 3 == 2:
+                save(store, "q", code=f"return {i}", hash=f"h{i}")
+                return
+            order = names if i % 2 else names[::-1]
+            saved = store.save_many([version(name, hash=f"h{i}") for name in order])
+            assert all(new for _, new in saved)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    batches = {f"h{i}" for i in range(n) if i % 3 != 2}
+    for name in names:
+        stored = store.versions(name)
+        expected = n if name == "q" else len(batches)
+        assert [s.version for s in stored] == list(range(expected, 0, -1))
+        assert len({s.hash for s in stored}) == expected
+    # Each batch's versions were stored together: in the same order on every name.
+    p_order = [s.hash for s in reversed(store.versions("p"))]
+    r_order = [s.hash for s in reversed(store.versions("r"))]
+    q_batches = [s.hash for s in reversed(store.versions("q")) if s.hash in batches]
+    assert p_order == r_order == q_batches
 
 
 # -- the history ----------------------------------------------------------------------------

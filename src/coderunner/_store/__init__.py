@@ -5,6 +5,13 @@ from __future__ import annotations
 
 from .._errors import StoreUnavailable
 from .history import HistoryWriter
-from .store import Store, database_url_for
+from .store import NewVersion, Store, check_storable, database_url_for
 
-__all__ = ["HistoryWriter", "Store", "StoreUnavailable", "database_url_for"]
+__all__ = [
+    "HistoryWriter",
+    "NewVersion",
+    "Store",
+    "StoreUnavailable",
+    "check_storable",
+    "database_url_for",
+]

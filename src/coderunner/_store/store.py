@@ -8,12 +8,14 @@ connection per call); every database failure is a `StoreUnavailable` naming the 
 Concurrency: a save reads the latest version and inserts the next one in one write
 transaction, serialised per database (SQLite: BEGIN IMMEDIATE, with a busy timeout) or per
 name (PostgreSQL: an advisory transaction lock); the (name, version) key and a retry are the
-safety net, so concurrent saves never lose or duplicate a version.
+safety net, so concurrent saves never lose or duplicate a version.  A batch (`save_many`, an
+import) is one such transaction over all its snippets: stored whole or not at all.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import json
 import logging
@@ -23,7 +25,7 @@ import random
 import re
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -153,6 +155,22 @@ def _masked_text(url: str) -> str:
 def _shown(url: URL) -> str:
     """The URL for messages and logs: password masked, driver name left out."""
     return url.set(drivername=url.get_backend_name()).render_as_string(hide_password=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class NewVersion:
+    """One snippet version for `Store.save_many` (the fields of `Store.save`)."""
+
+    name: str
+    language: Language
+    code: str
+    description: str
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any] | None
+    examples: list[Example]
+    tags: list[str]
+    hash: str
+    examples_passed: int
 
 
 # -- the store ------------------------------------------------------------------------------
@@ -318,50 +336,96 @@ class Store:
         when a text holds a NUL character or a lone surrogate, or a number is NaN or
         infinite (PostgreSQL stores none of them).
         """
-        stored_examples = [example.stored() for example in examples]
-        values: dict[str, Any] = {
-            "name": name,
-            "hash": hash,
-            "language": Language(language).value,
-            "code": code,
-            "description": description,
-            "input_schema": input_schema,
-            "output_schema": output_schema,
-            "examples": stored_examples,
-            "tags": list(tags),
-            "examples_passed": examples_passed,
-        }
-        for field in ("name", "hash", "code", "description", "input_schema", "output_schema"):
-            _refuse_unstorable(field, values[field])
-        _refuse_unstorable("examples", stored_examples)
-        _refuse_unstorable("tags", values["tags"])
-        with self._failures(f"saving snippet {name!r}"):
+        item = NewVersion(
+            name=name,
+            language=language,
+            code=code,
+            description=description,
+            input_schema=input_schema,
+            output_schema=output_schema,
+            examples=examples,
+            tags=tags,
+            hash=hash,
+            examples_passed=examples_passed,
+        )
+        rows = [_version_row(item)]
+        [saved] = self._save_rows(rows, f"saving snippet {name!r}")
+        return saved
+
+    def save_many(self, items: Sequence[NewVersion]) -> list[tuple[Snippet, bool]]:
+        """Save every item as `save` does, all in ONE transaction: all are stored, or,
+        when anything fails, none is (an import).
+
+        Each item is compared with the latest version at that point of the batch (an
+        earlier item of the same name included).  InvalidRequest naming the snippet when
+        an item cannot be stored (checked before anything is written); StoreUnavailable
+        when the database fails, after which the store is as it was.
+        """
+        rows = []
+        for item in items:
+            try:
+                rows.append(_version_row(item))
+            except InvalidRequest as exc:
+                raise InvalidRequest(f"snippet {item.name!r}: {exc}") from None
+        if not rows:
+            return []
+        names = ", ".join(dict.fromkeys(row["name"] for row in rows))
+        return self._save_rows(rows, f"saving {len(rows)} snippets ({names})")
+
+    def _save_rows(self, rows: list[dict[str, Any]], doing: str) -> list[tuple[Snippet, bool]]:
+        """Store the rows (each a new version unless its hash is the latest's) in one write
+        transaction, tried again as a whole when a concurrent save took a version."""
+        with self._failures(doing):
             for attempt in range(1, SAVE_ATTEMPTS + 1):
                 try:
                     with self._write() as conn:
-                        if self._postgres:  # saves of one name wait for each other
-                            conn.execute(
-                                text(f"SELECT pg_advisory_xact_lock({_SAVE_LOCK}, hashtext(:n))"),
-                                {"n": name},
-                            )
-                        latest = conn.execute(
-                            select(snippets)
-                            .where(snippets.c.name == name)
-                            .order_by(snippets.c.version.desc())
-                            .limit(1)
-                        ).first()
-                        if latest is not None and latest.hash == hash:
-                            return _snippet(latest), False
-                        values["version"] = 1 if latest is None else latest.version + 1
-                        values["created_at"] = datetime.datetime.now(datetime.UTC)
-                        conn.execute(insert(snippets).values(**values))
-                    return _snippet_from(values, stored_examples), True
-                except IntegrityError:  # another save took this version: read again
-                    if attempt == SAVE_ATTEMPTS:
+                        self._lock_names(conn, [row["name"] for row in rows])
+                        return [self._save_row(conn, row) for row in rows]
+                except IntegrityError as exc:
+                    if not _lost_race(exc) or attempt == SAVE_ATTEMPTS:
                         raise
-                    log.debug("save of %r lost a race (attempt %d); retrying", name, attempt)
+                    log.debug("%s lost a race (attempt %d); retrying", doing, attempt)
                     time.sleep(random.uniform(0.001, 0.01 * attempt))
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _lock_names(self, conn: Connection, names: list[str]) -> None:
+        """PostgreSQL: wait for every other save of these names (SQLite's BEGIN IMMEDIATE
+        already serialises every write).  The locks are taken in one order, by key, so two
+        batches naming the same snippets never wait for each other in a circle."""
+        if not self._postgres:
+            return
+        distinct = sorted(set(names))
+        if len(distinct) == 1:  # one save: one round trip
+            conn.execute(
+                text(f"SELECT pg_advisory_xact_lock({_SAVE_LOCK}, hashtext(:n))"),
+                {"n": distinct[0]},
+            )
+            return
+        query = (
+            "SELECT DISTINCT hashtext(n) AS k FROM unnest(CAST(:names AS text[])) AS n ORDER BY k"
+        )
+        for key in conn.execute(text(query), {"names": distinct}).scalars().all():
+            conn.execute(
+                text(f"SELECT pg_advisory_xact_lock({_SAVE_LOCK}, CAST(:k AS integer))"),
+                {"k": key},
+            )
+
+    def _save_row(self, conn: Connection, row: dict[str, Any]) -> tuple[Snippet, bool]:
+        latest = conn.execute(
+            select(snippets)
+            .where(snippets.c.name == row["name"])
+            .order_by(snippets.c.version.desc())
+            .limit(1)
+        ).first()
+        if latest is not None and latest.hash == row["hash"]:
+            return _snippet(latest), False
+        values = {
+            **row,
+            "version": 1 if latest is None else latest.version + 1,
+            "created_at": datetime.datetime.now(datetime.UTC),
+        }
+        conn.execute(insert(snippets).values(**values))
+        return _snippet_from(values, values["examples"]), True
 
     def get(self, name: str, version: int | None = None) -> Snippet | None:
         """One version of a snippet (the latest when `version` is None), or None."""
@@ -564,6 +628,42 @@ def _snippet(row: AnyRow) -> Snippet:
         created_at=row.created_at,
         examples_passed=row.examples_passed,
     )
+
+
+def _version_row(item: NewVersion) -> dict[str, Any]:
+    """The row of a new version (without version and created_at); InvalidRequest when a
+    field holds what no backend stores."""
+    row: dict[str, Any] = {
+        "name": item.name,
+        "hash": item.hash,
+        "language": Language(item.language).value,
+        "code": item.code,
+        "description": item.description,
+        "input_schema": item.input_schema,
+        "output_schema": item.output_schema,
+        "examples": [example.stored() for example in item.examples],
+        "tags": list(item.tags),
+        "examples_passed": item.examples_passed,
+    }
+    for field in ("name", "hash", "code", "description", "input_schema", "output_schema",
+                  "examples", "tags"):  # fmt: skip
+        _refuse_unstorable(field, row[field])
+    return row
+
+
+def check_storable(item: NewVersion) -> None:
+    """InvalidRequest when a field of the version holds what no backend stores (a NUL
+    character, a lone surrogate, a non-finite number)."""
+    _version_row(item)
+
+
+def _lost_race(exc: IntegrityError) -> bool:
+    """Whether the error is the (name, version) key taken by a concurrent save (anything
+    else the database refuses is not tried again)."""
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) == "23505":  # PostgreSQL: unique_violation
+        return True
+    return isinstance(orig, sqlite3.IntegrityError) and "UNIQUE constraint failed" in str(orig)
 
 
 def _snippet_from(values: dict[str, Any], examples: list[dict[str, Any]]) -> Snippet:
