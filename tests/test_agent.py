@@ -521,6 +521,17 @@ def test_http_agent_save_as_refuses_a_bad_name_before_asking_the_model():
         assert fake.requests == []
 
 
+def test_http_agent_refuses_a_bad_body_with_422_before_asking_the_model():
+    with FakeLLM([]) as fake, server(llm_env(fake)) as url:
+        status, answer = post(
+            url + "/v1/agent", {"goal": GOAL, "language": "python", "memory_mb": 1}
+        )
+        assert status == 422, answer
+        assert answer["error"]["type"] == "invalid_request", answer
+        assert "memory_mb" in answer["error"]["message"], answer
+        assert fake.requests == []
+
+
 def test_http_agent_save_as_promotes_the_helper_to_a_library_step():
     script = [tool_call(GOOD[PY])]
     with FakeLLM(script) as fake, server(llm_env(fake)) as url:

@@ -4,7 +4,8 @@ The full app (FastAPI, the MCP SDK) takes most of a second to import.  uvicorn s
 at once with `DeferredApp` in front: `/healthz` answers immediately, the engine's pools
 start warming immediately, a well-formed execution request runs at once on the engine,
 and every other request waits (never fails) until the full app from `coderunner._http`
-is loaded.  Everything here runs in the service process.
+is loaded.  The executions served early are logged and recorded in the history as the
+full app's are (`_EarlyHistory`).  Everything here runs in the service process.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from typing import Any
 from ._engine import Engine
 from ._errors import CodeRunnerError
 from ._frontend import TOOL_LANGUAGES, configure_logging, error_body, logging_config, run_tool
-from ._models import ExecutionRequest, Language
+from ._library import Library
+from ._models import ExecutionRequest, ExecutionResult, Language
 from ._settings import Settings
 
 log = logging.getLogger("coderunner.server")
@@ -28,6 +30,110 @@ log = logging.getLogger("coderunner.server")
 ASGIApp = Callable[..., Any]
 # How long an early request may wait for the full app before it is answered 503.
 _LOAD_TIMEOUT_S = 60.0
+
+
+class _EarlyHistory:
+    """Records the executions served before the full app is loaded.
+
+    The full app records what it serves in a `Library` of its own, which does not exist
+    yet when these run.  A `Library` over the same store is opened for them when the
+    first one starts, in the background: an answer never waits for the database.  Each
+    record goes in once that library is open; the library is closed (its records
+    written) when the full app is loaded and the last early execution is recorded.  A
+    store that is down drops the records, as the full app drops its own then; the
+    executions run all the same.
+    """
+
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self._engine = engine
+        self._settings = settings
+        self._library: asyncio.Task[Library | None] | None = None
+        self._unsettled = 0  # early executions started and not recorded (or dropped) yet
+        self._recording: set[asyncio.Task[None]] = set()
+        self._app_ready = False
+        self._closing: asyncio.Task[None] | None = None
+
+    def begin(self) -> bool:
+        """An early execution starts; `end` must follow.  False once the full app is
+        loaded (or the service stops): the full app serves it."""
+        if self._app_ready:
+            return False
+        self._unsettled += 1
+        if self._library is None:
+            self._library = asyncio.ensure_future(self._open())
+        return True
+
+    def end(self, request: ExecutionRequest, result: ExecutionResult | None) -> None:
+        """It answered `result` (None: it did not run); record it in the background."""
+        task = asyncio.ensure_future(self._record(request, result))
+        self._recording.add(task)
+        task.add_done_callback(self._recording.discard)
+
+    def app_ready(self) -> None:
+        """The full app serves every request from now on (or failed to load)."""
+        self._app_ready = True
+        self._close_when_done()
+
+    async def flush(self) -> None:
+        """Write every early execution's record that has answered (before a history read,
+        which writes what is pending: the full app's reads do that for its own only)."""
+        while self._recording:
+            await asyncio.gather(*self._recording, return_exceptions=True)
+        if self._closing is not None:
+            await asyncio.shield(self._closing)
+        elif self._library is not None and self._library.done():
+            library = self._library.result()
+            if library is not None:
+                await library.flush_history()
+
+    async def aclose(self) -> None:
+        """Record what is left, then close the library (at shutdown, when no request
+        runs any more; a record that comes later is dropped)."""
+        self._app_ready = True
+        await self.flush()
+        if self._closing is None and self._library is not None:
+            self._closing = asyncio.ensure_future(self._close(self._library))
+        if self._closing is not None:
+            await asyncio.shield(self._closing)
+
+    async def _open(self) -> Library | None:
+        """The library, or None when it cannot be made (the full app fails on that too,
+        e.g. a bad database_url); a store that is down is logged, its records dropped."""
+        try:
+            library = await asyncio.to_thread(Library, self._engine, self._settings)
+            await library.start()
+        except Exception as exc:
+            log.warning("the executions served at start-up are not recorded: %s", exc)
+            return None
+        return library
+
+    async def _record(self, request: ExecutionRequest, result: ExecutionResult | None) -> None:
+        try:
+            if result is not None and self._library is not None:
+                library = await asyncio.shield(self._library)
+                # A store that did not open is not retried here (the full app's is), and
+                # a closed library would open it again.
+                if library is not None and library.problem is None and self._closing is None:
+                    library.record(request, result, surface="http")
+        finally:
+            self._unsettled -= 1
+            self._close_when_done()
+
+    def _close_when_done(self) -> None:
+        if self._closing is not None or self._library is None:
+            return
+        if self._app_ready and self._unsettled == 0:
+            self._closing = asyncio.ensure_future(self._close(self._library))
+
+    @staticmethod
+    async def _close(opening: asyncio.Task[Library | None]) -> None:
+        """Never raises: every later history read awaits it."""
+        try:
+            library = await opening
+            if library is not None:
+                await library.aclose()
+        except Exception:
+            log.exception("the history of the executions served at start-up failed")
 
 
 class DeferredApp:
@@ -53,6 +159,7 @@ class DeferredApp:
         self._api_keys = [k for k in api_keys if k]
         self._build = build
         self._engine: Engine | None = None
+        self._history: _EarlyHistory | None = None
         self._app: Any = None
         self._ready = asyncio.Event()
         self._failed: BaseException | None = None
@@ -67,18 +174,25 @@ class DeferredApp:
             app = await asyncio.to_thread(self._build, self._engine)
             async with app.router.lifespan_context(app):
                 self._app = app
-                self._ready.set()
+                self._set_ready()
                 log.info("ready: HTTP API, MCP at /mcp")
                 await self._stopping.wait()
         except BaseException as exc:
             self._failed = exc
             log.exception("the HTTP app failed to load")
         finally:
-            self._ready.set()
+            self._set_ready()
+
+    def _set_ready(self) -> None:
+        """From now on the full app serves every request (or none, if it failed)."""
+        self._ready.set()
+        if self._history is not None:
+            self._history.app_ready()
 
     async def _startup(self) -> None:
         self._engine = Engine(self.settings)
         await self._engine.start()  # pools warm while the full app imports
+        self._history = _EarlyHistory(self._engine, self.settings)
         self._loader = asyncio.ensure_future(self._load())
 
     async def _shutdown(self) -> None:
@@ -86,6 +200,9 @@ class DeferredApp:
         if self._loader is not None:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(asyncio.shield(self._loader), _LOAD_TIMEOUT_S)
+        if self._history is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(self._history.aclose(), _LOAD_TIMEOUT_S)
         if self._engine is not None:
             await self._engine.aclose()
 
@@ -125,8 +242,9 @@ class DeferredApp:
 
     async def _execute_early(self, scope: dict[str, Any], body: bytes, send: Any) -> bool:
         """Run a well-formed request on the engine; anything else waits for the full app,
-        which gives every error its proper answer."""
-        assert self._engine is not None
+        which gives every error its proper answer (and so does a full app loaded meanwhile).
+        It is logged as the full app's executions are, and recorded in the history."""
+        assert self._engine is not None and self._history is not None
         try:
             data = json.loads(body)
             language = _EARLY_PATHS[scope["path"]]
@@ -135,11 +253,19 @@ class DeferredApp:
                     return False
                 data["language"] = language.value
             request = ExecutionRequest.model_validate(data)
+        except (ValueError, CodeRunnerError):
+            return False
+        if self._ready.is_set() or not self._history.begin():
+            return False
+        result: ExecutionResult | None = None
+        try:
             result = await run_tool(
                 self._engine, request, surface="http", log_inputs=self._log_inputs
             )
-        except (ValueError, CodeRunnerError):
+        except CodeRunnerError:
             return False
+        finally:
+            self._history.end(request, result)
         await _json(send, 200, result.model_dump(mode="json"))
         return True
 
@@ -167,6 +293,8 @@ class DeferredApp:
                 message = f"the service failed to start: {self._failed or 'still loading'}"
                 await _json(send, 503, error_body("unavailable", message), retry_after=True)
             return
+        if self._history is not None and _reads_history(scope):
+            await self._history.flush()
         await self._app(scope, receive, send)
 
 
@@ -174,6 +302,12 @@ _EARLY_PATHS: dict[str, Language | None] = {
     "/v1/execute": None,
     **{f"/v1/tools/{name}": language for name, language in TOOL_LANGUAGES.items()},
 }
+
+
+def _reads_history(scope: dict[str, Any]) -> bool:
+    """A request the history answers (GET /v1/executions, /v1/executions/{id})."""
+    path: str = scope.get("path", "")
+    return scope["type"] == "http" and path.rstrip("/").startswith("/v1/executions")
 
 
 async def _read_body(receive: Any) -> bytes:
