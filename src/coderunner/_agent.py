@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ._engine import Engine, mask_text
+from ._engine import Engine, mask_cut_secret, mask_text, mask_value
 from ._errors import CodeRunnerError, Saturated
 from ._models import (
     SNIPPET_NAME_PATTERN,
@@ -213,6 +213,21 @@ def preview(value: Any, limit: int) -> str:
     return "".join(out)
 
 
+def mask_for_model(text: str, secrets: Mapping[str, str] | None) -> str:
+    """`text` with every secret masked as ***, in its exact and in its escaped forms."""
+    return mask_text(text, secrets) if secrets else text
+
+
+def _masked_preview(value: Any, limit: int, secrets: Mapping[str, str] | None) -> str:
+    """The preview of a value whose strings have the secrets masked first: cutting the
+    preview short can never leave part of a secret, nor can JSON escaping hide one."""
+    return preview(mask_value(value, secrets) if secrets else value, limit)
+
+
+def _mask_cut_secret(text: str, truncated: bool, secrets: Mapping[str, str] | None) -> str:
+    return mask_cut_secret(text, secrets) if truncated and secrets else text
+
+
 def _clip(text: str, limit: int, *, tail: bool = False) -> str:
     if len(text) <= limit:
         return text
@@ -282,10 +297,15 @@ def system_prompt(language: Language, timeout_ms: int, memory_mb: int) -> str:
 def user_prompt(request: AgentRequest, preview_chars: int) -> str:
     """The task: goal, language, each input's name, JSON type and preview, the schema."""
     names = list(request.inputs) + list(request.secrets)
-    parts = [f"Goal: {request.goal}", f"Language: {request.language.value}"]
+    secrets = request.secrets
+    # A secret's value never reaches the model, not even where the caller pasted it into
+    # the goal or an input (the snippet still gets the inputs as they are).
+    goal = mask_for_model(request.goal, secrets)
+    parts = [f"Goal: {goal}", f"Language: {request.language.value}"]
     if request.inputs:
         lines = [
-            f"- `{name}`: {json_type(value)}; preview: {preview(value, preview_chars)}"
+            f"- `{name}`: {json_type(value)}; preview: "
+            + mask_for_model(_masked_preview(value, preview_chars, secrets), secrets)
             for name, value in request.inputs.items()
         ]
         parts.append("Inputs (bound to main's parameters by name):\n" + "\n".join(lines))
@@ -327,18 +347,21 @@ def feedback(
     lines = [head + ".", f"Message: {err.message}"]
     if err.type is ErrorType.SCHEMA_ERROR:
         lines.append("The failing paths are listed above. The value returned was: ")
-        lines[-1] += preview(outcome.result, preview_chars)
+        lines[-1] += _masked_preview(outcome.result, preview_chars, secrets)
     if err.traceback:
         lines.append("Traceback:\n" + _clip(err.traceback, _TRACEBACK_CHARS, tail=True))
     if outcome.stderr:
-        lines.append("stderr:\n" + _clip(outcome.stderr, _OUTPUT_CHARS, tail=True))
+        stderr = _mask_cut_secret(outcome.stderr, outcome.stderr_truncated, secrets)
+        lines.append("stderr:\n" + _clip(stderr, _OUTPUT_CHARS, tail=True))
     if outcome.stdout:
-        lines.append("stdout:\n" + _clip(outcome.stdout, _OUTPUT_CHARS, tail=True))
+        stdout = _mask_cut_secret(outcome.stdout, outcome.stdout_truncated, secrets)
+        lines.append("stdout:\n" + _clip(stdout, _OUTPUT_CHARS, tail=True))
     if note:
         lines.append(note)
     lines.append("Fix the snippet and submit the whole corrected snippet.")
-    # The result preview may hold a secret the snippet returned: the model never sees one.
-    return mask_text("\n".join(lines), secrets or {})
+    # The result, the messages and the output may hold a secret, exact or escaped: the
+    # model never sees one.
+    return mask_for_model("\n".join(lines), secrets)
 
 
 def submit_code_tool(language: Language) -> dict[str, Any]:

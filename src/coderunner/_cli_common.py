@@ -136,7 +136,8 @@ def parse_secrets(pairs: list[str], secrets_file: str | None) -> dict[str, str]:
     for pair in pairs:
         name, eq, value = pair.partition("=")
         if not name:
-            raise UsageError(f"--secret {pair!r}: expected NAME=VALUE or NAME")
+            # Never echo the flag: what follows = is a secret's value.
+            raise UsageError("--secret: a NAME is missing; expected NAME=VALUE or NAME")
         if not eq:
             if name not in os.environ:
                 raise UsageError(

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import json
 import logging
 import os
 import shutil
@@ -484,12 +485,62 @@ def new_execution_id() -> str:
 SECRET_MASK = "***"
 
 
+def secret_forms(secrets: Mapping[str, str]) -> list[str]:
+    """Each secret's exact text and the escaped forms it takes when a value is quoted (JSON,
+    Python's repr() in a schema or input message, a JavaScript single-quoted string)."""
+    forms: set[str] = set()
+    for value in secrets.values():
+        if value:
+            forms.update((
+                value,
+                json.dumps(value, ensure_ascii=False)[1:-1],
+                json.dumps(value)[1:-1],
+                repr(value)[1:-1],
+                value.replace("\\", "\\\\").replace("'", "\\'"),
+            ))  # fmt: skip
+    return sorted((form for form in forms if form), key=len, reverse=True)
+
+
 def mask_text(text: str, secrets: Mapping[str, str]) -> str:
-    """`text` with the exact text of every secret replaced by ``***`` (longest first, so a
-    secret that contains another is masked whole)."""
-    for value in sorted((v for v in secrets.values() if v), key=len, reverse=True):
-        text = text.replace(value, SECRET_MASK)
-    return text
+    """`text` with every occurrence of every secret (exact or escaped, see secret_forms)
+    replaced by ``***``.  Occurrences that overlap become one ``***``, so no
+    piece of one survives (a secret that contains another, two that overlap)."""
+    forms = secret_forms(secrets)
+    spans: list[tuple[int, int]] = []
+    for form in forms:
+        start = text.find(form)
+        while start != -1:
+            spans.append((start, start + len(form)))
+            start = text.find(form, start + 1)
+    if not spans:
+        return text
+    spans.sort()
+    parts: list[str] = []
+    done = 0
+    start, end = spans[0]
+    for next_start, next_end in spans[1:]:
+        if next_start < end:
+            end = max(end, next_end)
+            continue
+        parts += [text[done:start], SECRET_MASK]
+        done, start, end = end, next_start, next_end
+    parts += [text[done:start], SECRET_MASK, text[end:]]
+    return "".join(parts)
+
+
+def mask_cut_secret(text: str, secrets: Mapping[str, str]) -> str:
+    """Output cut at the output limit may end with the start of a secret, which masking
+    the whole text cannot find: that start is masked too (for truncated output only)."""
+    cut = max(
+        (
+            size
+            for form in secret_forms(secrets)
+            for size in range(1, min(len(form), len(text) + 1))
+            if text.endswith(form[:size])
+        ),
+        default=0,
+    )
+    return text[:-cut] + SECRET_MASK if cut else text
 
 
 def mask_value(value: Any, secrets: Mapping[str, str]) -> Any:
@@ -511,6 +562,10 @@ def mask_secrets(result: ExecutionResult, secrets: Mapping[str, str]) -> Executi
         return result
     result.stdout = mask_text(result.stdout, secrets)
     result.stderr = mask_text(result.stderr, secrets)
+    if result.stdout_truncated:
+        result.stdout = mask_cut_secret(result.stdout, secrets)
+    if result.stderr_truncated:
+        result.stderr = mask_cut_secret(result.stderr, secrets)
     if result.error is not None:
         error = result.error
         error.message = mask_text(error.message, secrets)
