@@ -84,6 +84,28 @@ def test_save_run_test_history_export_import(tmp_path: Path) -> None:
             [(again, created)] = await library.import_(exported)
             assert created and again.code == TOTAL and again.examples == spec.examples
 
+            # A second version; the first stays runnable by number.
+            doubled = spec.model_copy(
+                update={
+                    "code": TOTAL.replace("* rate", "* rate * 2"),
+                    "examples": [Example(inputs={"amounts": [1, 2]}, expected=6)],
+                }
+            )
+            second, created = await library.save("total", doubled)
+            assert created and second.version == 2
+            latest = await library.run("total", inputs={"amounts": [1, 2]})
+            pinned = await library.run("total", inputs={"amounts": [1, 2]}, version=1)
+            assert (latest.result, latest.snippet) == (
+                6,
+                coderunner.SnippetRef(name="total", version=2),
+            )
+            assert (pinned.result, pinned.snippet) == (
+                3,
+                coderunner.SnippetRef(name="total", version=1),
+            )
+            with pytest.raises(NotFound):
+                await library.run("total", version=9)
+
     asyncio.run(main())
 
 
