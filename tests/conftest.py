@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -88,3 +91,20 @@ def own_postgres() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.remove()
+
+
+@contextlib.contextmanager
+def threaded_engine() -> Iterator[tuple[asyncio.AbstractEventLoop, coderunner.Engine]]:
+    """One small engine on an event loop of its own thread, for tests that call it from
+    plain (synchronous) test code with asyncio.run_coroutine_threadsafe."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    engine = coderunner.Engine(coderunner.Settings(python_pool_size=1, javascript_pool_size=1))
+    asyncio.run_coroutine_threadsafe(engine.start(), loop).result(60)
+    try:
+        yield loop, engine
+    finally:
+        asyncio.run_coroutine_threadsafe(engine.aclose(), loop).result(60)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)

@@ -13,7 +13,6 @@ import os
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -34,6 +33,7 @@ from coderunner._agent import (
     run_agent,
 )
 from coderunner._cli import cli_logic
+from conftest import threaded_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 CODERUNNER = ROOT / ".venv" / "bin" / "coderunner"
@@ -80,15 +80,8 @@ SYNTAX = {
 @pytest.fixture(scope="module")
 def engine() -> Iterator[tuple[asyncio.AbstractEventLoop, Engine]]:
     """One engine on its own event-loop thread, shared by the in-process tests."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    eng = Engine(Settings(python_pool_size=1, javascript_pool_size=1))
-    asyncio.run_coroutine_threadsafe(eng.start(), loop).result(30)
-    yield loop, eng
-    asyncio.run_coroutine_threadsafe(eng.aclose(), loop).result(30)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    with threaded_engine() as loop_and_engine:
+        yield loop_and_engine
 
 
 def llm_for(fake: FakeLLM) -> LLMConfig:

@@ -18,7 +18,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -33,8 +32,9 @@ from mcp.client.streamable_http import streamable_http_client
 
 from _fake_llm import FakeLLM, Reply, tool_call
 from _server import CODERUNNER, SMALL_POOLS, ServerProcess, running_server
-from coderunner import Engine, ExecutionRequest, Settings
+from coderunner import Engine, ExecutionRequest
 from coderunner._agent import AgentRequest, LLMConfig, run_agent
+from conftest import threaded_engine
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -181,15 +181,8 @@ def client(server: ServerProcess) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="module")
 def engine() -> Iterator[tuple[asyncio.AbstractEventLoop, Engine]]:
     """One engine on its own event-loop thread, for the in-process tests."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    eng = Engine(Settings(python_pool_size=1, javascript_pool_size=1))
-    asyncio.run_coroutine_threadsafe(eng.start(), loop).result(60)
-    yield loop, eng
-    asyncio.run_coroutine_threadsafe(eng.aclose(), loop).result(60)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    with threaded_engine() as loop_and_engine:
+        yield loop_and_engine
 
 
 def execute(engine: tuple[asyncio.AbstractEventLoop, Engine], request: ExecutionRequest) -> Any:
