@@ -213,11 +213,6 @@ def preview(value: Any, limit: int) -> str:
     return "".join(out)
 
 
-def mask_for_model(text: str, secrets: Mapping[str, str] | None) -> str:
-    """`text` with every secret masked as ***, in its exact and in its escaped forms."""
-    return mask_text(text, secrets) if secrets else text
-
-
 def _masked_preview(value: Any, limit: int, secrets: Mapping[str, str] | None) -> str:
     """The preview of a value whose strings have the secrets masked first: cutting the
     preview short can never leave part of a secret, nor can JSON escaping hide one."""
@@ -300,12 +295,12 @@ def user_prompt(request: AgentRequest, preview_chars: int) -> str:
     secrets = request.secrets
     # A secret's value never reaches the model, not even where the caller pasted it into
     # the goal or an input (the snippet still gets the inputs as they are).
-    goal = mask_for_model(request.goal, secrets)
+    goal = mask_text(request.goal, secrets)
     parts = [f"Goal: {goal}", f"Language: {request.language.value}"]
     if request.inputs:
         lines = [
             f"- `{name}`: {json_type(value)}; preview: "
-            + mask_for_model(_masked_preview(value, preview_chars, secrets), secrets)
+            + mask_text(_masked_preview(value, preview_chars, secrets), secrets)
             for name, value in request.inputs.items()
         ]
         parts.append("Inputs (bound to main's parameters by name):\n" + "\n".join(lines))
@@ -361,7 +356,7 @@ def feedback(
     lines.append("Fix the snippet and submit the whole corrected snippet.")
     # The result, the messages and the output may hold a secret, exact or escaped: the
     # model never sees one.
-    return mask_for_model("\n".join(lines), secrets)
+    return mask_text("\n".join(lines), secrets or {})
 
 
 def submit_code_tool(language: Language) -> dict[str, Any]:

@@ -505,7 +505,10 @@ def mask_text(text: str, secrets: Mapping[str, str]) -> str:
     """`text` with every occurrence of every secret (exact or escaped, see secret_forms)
     replaced by ``***``.  Occurrences that overlap become one ``***``, so no
     piece of one survives (a secret that contains another, two that overlap)."""
-    forms = secret_forms(secrets)
+    return _mask_forms(text, secret_forms(secrets))
+
+
+def _mask_forms(text: str, forms: list[str]) -> str:
     spans: list[tuple[int, int]] = []
     for form in forms:
         start = text.find(form)
@@ -546,12 +549,16 @@ def mask_cut_secret(text: str, secrets: Mapping[str, str]) -> str:
 def mask_value(value: Any, secrets: Mapping[str, str]) -> Any:
     """A JSON value with every secret's text masked in its strings and keys (for the copy
     the history keeps: what a snippet returns is its answer, but it is never stored)."""
+    return _mask_value(value, secret_forms(secrets))  # the forms once, not per string
+
+
+def _mask_value(value: Any, forms: list[str]) -> Any:
     if isinstance(value, str):
-        return mask_text(value, secrets)
+        return _mask_forms(value, forms)
     if isinstance(value, list):
-        return [mask_value(item, secrets) for item in value]
+        return [_mask_value(item, forms) for item in value]
     if isinstance(value, dict):
-        return {mask_text(k, secrets): mask_value(v, secrets) for k, v in value.items()}
+        return {_mask_forms(k, forms): _mask_value(v, forms) for k, v in value.items()}
     return value
 
 
