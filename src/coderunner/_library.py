@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import functools
 import hashlib
 import json
 import logging
@@ -54,7 +55,7 @@ from ._schema import compile_schema
 from ._settings import Settings, resolved_data_dir
 
 if TYPE_CHECKING:  # SQLAlchemy and Alembic load when a library is opened, not on import
-    from ._store import HistoryWriter, Store
+    from ._store import HistoryWriter, NewVersion, Store
 
 log = logging.getLogger("coderunner.library")
 
@@ -76,6 +77,26 @@ def check_name(name: str) -> None:
             f"name {name!r} is reserved: names starting with {RESERVED_NAME_PREFIX!r} are "
             "the built-in tools'"
         )
+
+
+def _new_version(
+    name: str, spec: SnippetSpec, input_schema: dict[str, Any], digest: str
+) -> NewVersion:
+    """The version a save of `spec` stores (its examples all passed)."""
+    from ._store import NewVersion
+
+    return NewVersion(
+        name=name,
+        language=spec.language,
+        code=spec.code,
+        description=spec.description,
+        input_schema=input_schema,
+        output_schema=spec.output_schema,
+        examples=spec.examples,
+        tags=spec.tags,
+        hash=digest,
+        examples_passed=len(spec.examples),
+    )
 
 
 def content_hash(name: str, spec: SnippetSpec, input_schema: dict[str, Any]) -> str:
@@ -329,19 +350,8 @@ class Library:
                 "saved:\n" + "\n".join(lines),
                 failures,
             )
-        return await asyncio.to_thread(
-            store.save,
-            name,
-            language=spec.language,
-            code=spec.code,
-            description=spec.description,
-            input_schema=input_schema,
-            output_schema=spec.output_schema,
-            examples=spec.examples,
-            tags=spec.tags,
-            hash=digest,
-            examples_passed=len(spec.examples),
-        )
+        version = _new_version(name, spec, input_schema, digest)
+        return await asyncio.to_thread(functools.partial(store.save, **vars(version)))
 
     def _input_schema(self, spec: SnippetSpec) -> dict[str, Any]:
         inspection = inspect_snippet(spec.code, spec.language)
@@ -554,7 +564,7 @@ class Library:
         it changed) in ONE database transaction: a failure there (StoreUnavailable) stores
         none of them either.
         """
-        from ._store import NewVersion, check_storable
+        from ._store import check_storable
 
         folder = Path(directory)
         if not folder.is_dir():
@@ -575,17 +585,8 @@ class Library:
                 input_schema = self._input_schema(spec)
                 if spec.output_schema:
                     _schema_validator(spec.output_schema, "output_schema")
-                version = NewVersion(
-                    name=name,
-                    language=spec.language,
-                    code=spec.code,
-                    description=spec.description,
-                    input_schema=input_schema,
-                    output_schema=spec.output_schema,
-                    examples=spec.examples,
-                    tags=spec.tags,
-                    hash=content_hash(name, spec, input_schema),
-                    examples_passed=len(spec.examples),
+                version = _new_version(
+                    name, spec, input_schema, content_hash(name, spec, input_schema)
                 )
                 check_storable(version)
                 failures = await self._failing_examples(spec, input_schema)
