@@ -9,6 +9,7 @@ or the slow walk's answer, and the jail tests run the real thing.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import random
@@ -24,8 +25,16 @@ from _server import SMALL_POOLS, ServerProcess, running_server
 from coderunner._bench_payloads import CLEAN_UP, clean_up, make_rows
 from coderunner._jail import protocol
 from coderunner._jail import python_runner as runner
-from coderunner._json import loads, strict_dumps, strict_loads
-from coderunner._models import ExecutionResult, Language
+from coderunner._json import (
+    DEFER_MIN_BYTES,
+    finite_numbers,
+    is_json_text,
+    loads,
+    strict_dumps,
+    strict_loads,
+)
+from coderunner._models import ExecutionRequest, ExecutionResult, Language
+from coderunner._store.store import RESULT_LIMIT
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -241,6 +250,68 @@ def test_a_forged_frame_never_breaks_the_http_answer(
         assert answer["error"]["type"] == "runtime_error"
 
 
+# -- a large result goes out over HTTP as the runner's text, decoded only when needed -----
+
+
+def test_a_large_result_is_left_undecoded_only_when_asked() -> None:
+    async def both() -> tuple[ExecutionResult, ExecutionResult]:
+        async with coderunner.Engine(coderunner.Settings(python_pool_size=1)) as engine:
+            request = ExecutionRequest(
+                language=Language.PYTHON, code=CLEAN_UP, inputs={"rows": ROWS[:20_000]},
+                timeout_ms=TIMEOUT_MS, memory_mb=MEMORY_MB,
+            )  # fmt: skip
+            return (
+                await engine.execute(request),
+                await engine.execute(request, decode_result=False),
+            )
+
+    decoded, deferred = asyncio.run(both())
+    assert decoded.ok and decoded.result == EXPECTED[:20_000]
+    assert not decoded.result_undecoded
+    text = deferred.result_json()
+    assert text is not None and len(text) >= DEFER_MIN_BYTES  # large enough to defer
+    assert deferred.ok and deferred.result is None and deferred.result_undecoded
+    assert json.loads(deferred.to_json())["result"] == EXPECTED[:20_000]
+    deferred.decode_result()
+    assert deferred.result == EXPECTED[:20_000] and not deferred.result_undecoded
+    assert deferred.result_json() == text  # still sent as the runner's own text
+
+
+def test_a_deferred_result_is_decoded_for_its_output_schema(client: httpx.Client) -> None:
+    inputs = {"rows": ROWS[:20_000]}  # about 2 MB out: deferred
+    answer = post(client, CLEAN_UP, inputs=inputs, output_schema={"type": "array"})
+    assert answer["ok"] and answer["result"] == EXPECTED[:20_000]
+    schema = {"type": "array", "maxItems": 10}
+    error = post(client, CLEAN_UP, inputs=inputs, output_schema=schema)["error"]
+    assert error["type"] == "schema_error" and "is too long" in error["message"], error
+
+
+def test_a_deferred_result_with_a_secret_goes_out_as_it_was(client: httpx.Client) -> None:
+    code = "def main(rows, token):\n    return [token] + rows\n"
+    answer = post(client, code, inputs={"rows": ROWS[:20_000]}, secrets={"token": "hunter22"})
+    assert answer["ok"], answer.get("error")
+    assert answer["result"][0] == "hunter22" and answer["result"][1:] == ROWS[:20_000]
+
+
+def test_deferring_leaves_the_history_nothing_to_decode() -> None:
+    # The history keeps results up to RESULT_LIMIT and leaves out, undecoded, any whose
+    # text is over twice that; a deferred result must always be one of those.
+    assert DEFER_MIN_BYTES > 2 * RESULT_LIMIT
+
+
+@pytest.mark.parametrize("number", ["1e999", "-1E+400", "1" * 400 + ".0", "NaN", "Infinity"])
+def test_inputs_that_are_not_finite_json_numbers_are_refused(
+    client: httpx.Client, number: str
+) -> None:
+    body = '{"language": "python", "code": "def main(x):\\n    return 1\\n", "inputs": '
+    response = client.post(
+        "/v1/execute", content=body + '{"x": ' + number + "}}",
+        headers={"content-type": "application/json"},
+    )  # fmt: skip
+    assert response.status_code == 422, response.text
+    assert "inputs must be JSON values" in response.json()["error"]["message"], response.text
+
+
 # -- the history keeps a note, not the 11 MB --------------------------------------------------
 
 
@@ -333,6 +404,57 @@ def test_loads_means_what_json_loads_means() -> None:
         assert repr(new) == repr(old), document
         strict = _outcome(strict_loads, document)
         assert strict[0] != "ok" or repr(strict) == repr(old), document
+
+
+def _number_texts(rng: random.Random) -> Iterator[str]:
+    for _ in range(4000):
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.randrange(1, 40)))
+        text = rng.choice(["", "-"]) + digits.lstrip("0")[:1] + digits[1:]
+        text = text if text.strip("-") else "0"
+        if rng.random() < 0.5:
+            text += "." + "".join(rng.choice("0123456789") for _ in range(rng.randrange(1, 30)))
+        if rng.random() < 0.6:
+            text += rng.choice("eE") + rng.choice(["", "+", "-"]) + str(rng.randrange(0, 500))
+        yield text
+
+
+def test_finite_numbers_flags_every_number_that_overflows() -> None:
+    flagged = 0
+    for text in _number_texts(random.Random(3)):
+        document = f'{{"a": [1, {text}, "x"]}}'.encode()
+        value = json.loads(document)["a"][1]
+        if isinstance(value, float) and math.isinf(value):
+            assert not finite_numbers(document), text
+            flagged += 1
+    assert flagged > 100  # the generator does reach past a float's range
+    # Ordinary data passes, so the fast path is the usual one.
+    assert finite_numbers(json.dumps({"rows": ROWS[:1000], "f": [1.5e-7, 2e10]}).encode())
+
+
+def test_is_json_text_passes_only_what_loads_decodes_strictly() -> None:
+    documents = [
+        b"[1e400]", b"[NaN]", b"[Infinity]", b'["\\ud800"]', b'["\\udc00"]',
+        b'["\\ud83d\\ude00"]', b"[123456789012345678901234567890]", b"\xef\xbb\xbf[1]",
+        b"[1] x", b'"\xed\xa0\x80"', b'"\xff"', b"[-0.0]", b'{"a":1,"a":2}', b"[1,]",
+        b"[" * 300 + b"]" * 300, b"[" * 3000 + b"]" * 3000, b'["\\u0000"]', b'"a\x01"',
+        b" [1] ", b"", b"{", json.dumps(EXPECTED[:500]).encode(),
+    ]  # fmt: skip
+    rng = random.Random(5)
+    for _ in range(2000):
+        value = _random_value(rng)
+        with_constants = json.dumps(value, ensure_ascii=rng.random() < 0.5, default=str)
+        documents.append(with_constants.encode("utf-8", "surrogatepass"))
+    passed = 0
+    for document in documents:
+        if not is_json_text(document):
+            continue
+        passed += 1
+        # What it passes decodes, to the values json.loads gives, and with no constant.
+        old = json.loads(document, parse_constant=lambda name: pytest.fail(f"{name} passed"))
+        assert repr(loads(document)) == repr(old), document
+        document.decode("utf-8")  # valid UTF-8 all through
+    assert passed > 500
+    assert is_json_text(b'{"a": [1, 2.5, "\xc3\xa9", null, true]}')
 
 
 def test_the_runners_json_goes_out_as_the_same_result() -> None:

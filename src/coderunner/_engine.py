@@ -257,7 +257,7 @@ class Engine:
         timeout_ms, memory_mb = self.settings.resolve_limits(request)
         validator = compile_schema(request.output_schema) if request.output_schema else None
         try:
-            inputs_json = strict_dumps(request.inputs)
+            inputs_json = strict_dumps(request.inputs, plain=request.inputs_plain)
         except (TypeError, ValueError) as exc:
             raise InvalidRequest(f"inputs must be JSON values: {exc}") from None
         both = sorted(set(request.inputs) & set(request.secrets))
@@ -275,11 +275,15 @@ class Engine:
     def running(self) -> int:
         return self._running
 
-    async def execute(self, request: ExecutionRequest) -> ExecutionResult:
+    async def execute(
+        self, request: ExecutionRequest, *, decode_result: bool = True
+    ) -> ExecutionResult:
         """Run one snippet in a fresh jail; every outcome of the snippet is a result.
 
         Raises InvalidRequest (limits, schema, inputs) or Saturated (queue full); the
-        result carries a new `execution_id`.
+        result carries a new `execution_id`.  `decode_result=False` (for a front end that
+        sends the result on as JSON text) may leave a large result checked but not
+        decoded: `result` None until `ExecutionResult.decode_result()`.
         """
         if not self._started:
             await self.start()
@@ -309,6 +313,8 @@ class Engine:
             finally:
                 self._running -= 1
                 self._slots.release()
+            if decode_result or (result.ok and validator is not None):
+                result.decode_result()
             if result.ok and validator is not None:
                 problems = schema_problems(validator, result.result)
                 if problems:

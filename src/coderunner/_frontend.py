@@ -61,7 +61,8 @@ class ToolArguments(BaseModel):
 
     def request(self, language: Language) -> ExecutionRequest:
         """The ExecutionRequest these arguments make for `language`."""
-        return ExecutionRequest(language=language, **self.model_dump())
+        # The fields as they are (model_dump would copy a large input, value by value).
+        return ExecutionRequest(language=language, **dict(self))
 
 
 # -- tool definitions, written for the model that will call them ------------------------
@@ -417,13 +418,14 @@ async def run_tool(
     surface: str,
     log_inputs: bool = False,
     library: Library | None = None,
+    decode_result: bool = True,
 ) -> ExecutionResult:
     """Execute one request, log it and record it in the history (with `library`);
-    raises InvalidRequest or Saturated."""
+    raises InvalidRequest or Saturated.  `decode_result`: as for `Engine.execute`."""
     code = request.code if log_inputs else None
     inputs = request.inputs if log_inputs else None
     try:
-        result = await engine.execute(request)
+        result = await engine.execute(request, decode_result=decode_result)
     except (InvalidRequest, Saturated) as exc:
         outcome = "invalid_request" if isinstance(exc, InvalidRequest) else "saturated"
         fields = execution_log_fields(

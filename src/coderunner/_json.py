@@ -7,7 +7,9 @@ than `json.dumps`.  Each is used only where it gives the very values the standar
 library would: on anything it refuses (NaN and Infinity, which `json.loads` takes, a
 lone surrogate, invalid JSON, an integer beyond 64 bits, deep nesting) the standard
 library does the work, so its answer or error message stays the one users have always
-had.  Host side only: the jail's runners use the standard library.
+had.  Checking without decoding: msgspec skims a document for its grammar alone
+(8 ms for 11 MB, where building its values takes 80-170 ms), for a large result that is
+only passed on as text.  Host side only: the jail's runners use the standard library.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import operator
 from itertools import chain, compress, repeat
 from typing import Any
 
+import msgspec
 import orjson
 from pydantic_core import from_json
 
@@ -41,16 +44,65 @@ def loads(data: bytes) -> Any:
         return json.loads(data)
 
 
+# Digits as 0 and "E" as "e", so that three plain searches find every number that could
+# overflow a float (see `finite_numbers`).
+_NUMBER_SHAPES = bytes.maketrans(b"123456789E", b"000000000e")
+
+
+def finite_numbers(data: bytes) -> bool:
+    """Whether no number in the JSON text `data` can decode to an infinite float (1e999
+    is valid JSON, but `json.loads` and strict_loads make it inf, which is not a JSON
+    value).  Conservative, at C speed: a number passes if its digit runs are under 20
+    long and its exponent has at most two digits, so it stays under 1e20 * 1e99; any
+    other text that merely looks like it (a 20-digit id in a string) answers False."""
+    shapes = data.translate(_NUMBER_SHAPES)
+    return b"0e000" not in shapes and b"0e+000" not in shapes and b"0" * 20 not in shapes
+
+
+def is_json_text(data: bytes) -> bool:
+    """Whether `data` is one JSON value in UTF-8, with no NaN or Infinity and no lone
+    surrogate: what strict_loads decodes (a number past a float's range included, to
+    inf, as json.loads does).  Checked without building the values: msgspec skims the
+    grammar, the escapes and the surrogate pairs; the UTF-8 is checked apart.  False for
+    anything in doubt, which the caller then decodes as usual."""
+    try:
+        msgspec.json.decode(data, type=msgspec.Raw)
+    except (msgspec.DecodeError, RecursionError):
+        return False
+    if not data.isascii():
+        try:
+            data.decode("utf-8")  # msgspec does not check the bytes inside strings
+        except UnicodeDecodeError:
+            return False
+    return True
+
+
+# Results at least this large are only checked (`is_json_text`) when they arrive, and
+# decoded when something needs their value: HTTP sends the text on as it is.  Smaller
+# ones are decoded at once (cheap), which also gives the history, which keeps results of
+# up to 256 KiB, the value it stores.
+DEFER_MIN_BYTES = 1024 * 1024
+
+
+def check_large(data: bytes) -> bool:
+    """Whether `data` is a result to leave undecoded for now: large, and JSON text."""
+    return len(data) >= DEFER_MIN_BYTES and is_json_text(data)
+
+
 _SEQUENCES = frozenset({list, tuple})
 _CONTAINERS = _SEQUENCES | {dict}
 _PLAIN_TYPES = frozenset({str, int, float, bool, type(None)}) | _CONTAINERS
 _MAX_DEPTH = 250  # orjson refuses deeper values itself (at 255)
 
 
-def strict_dumps(value: Any) -> bytes:
+def strict_dumps(value: Any, *, plain: bool = False) -> bytes:
     """``json.dumps(value, allow_nan=False, ensure_ascii=False)`` as UTF-8 (lone
-    surrogates passed through): the same JSON values, and the same exceptions."""
-    if _plain_and_finite(value):
+    surrogates passed through): the same JSON values, and the same exceptions.
+
+    `plain`: the caller knows `value` holds only JSON types and finite numbers (it was
+    just decoded by strict_loads from text that `finite_numbers` passed), so the C-speed
+    pass that checks it is skipped."""
+    if plain or _plain_and_finite(value):
         try:
             return orjson.dumps(value)
         except TypeError:  # an integer beyond 64 bits, a lone surrogate, deep nesting

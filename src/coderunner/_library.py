@@ -250,6 +250,8 @@ class Library:
         if self._history is None:
             self._reopen_soon()  # a store that was down when we started may be back
             return
+        if any(request.secrets.values()):
+            result.decode_result()  # masked below: the history keeps no secret
         if any(request.secrets.values()) and result.result is not None:
             # The answer went out as it was (a schema_error's too, which keeps the value
             # that failed); the history never keeps a secret.

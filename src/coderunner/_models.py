@@ -16,6 +16,8 @@ from pydantic import (
     model_serializer,
 )
 
+from ._json import loads as json_loads
+
 MIN_MEMORY_MB = 32  # below this V8 cannot even start
 
 # The request fields every surface shares (executions, tools, Agent Mode), declared once.
@@ -112,15 +114,39 @@ class ExecutionResult(BaseModel):
     snippet: SnippetRef | None = Field(
         None, description="For a library run: the snippet's name and the version that ran."
     )
-    # The result's JSON text as the runner wrote it (validated by decoding it), with the
+    # The result's JSON text as the runner wrote it (checked on the host), with the
     # value it was decoded to: a large result goes out over HTTP without being encoded
     # again.  Only while `result` is still that value (replacing it drops the text; code
     # that changes a result replaces it rather than editing it in place).
     _result_json: tuple[Any, bytes] | None = PrivateAttr(None)
+    # A large result only checked, not yet decoded (`result` is None until
+    # `decode_result`): HTTP sends its text as it is and never needs its value.
+    _undecoded: bool = PrivateAttr(False)
 
     def keep_result_json(self, text: bytes | None) -> None:
         """Remember `text` as the JSON of the current `result` (None forgets it)."""
         self._result_json = None if text is None else (self.result, text)
+        self._undecoded = False
+
+    def defer_result(self, text: bytes) -> None:
+        """Hold `text`, already checked to be strict JSON, as this successful result's
+        value, decoded only when `decode_result` is called."""
+        self.ok, self.result = True, None
+        self._result_json = (None, text)
+        self._undecoded = True
+
+    @property
+    def result_undecoded(self) -> bool:
+        """Whether `result` is still None for a deferred result (see `defer_result`)."""
+        return self._undecoded and self.result_json() is not None
+
+    def decode_result(self) -> None:
+        """Give a deferred result its value (no-op otherwise); the text is kept."""
+        if self.result_undecoded:
+            text = self.result_json()
+            assert text is not None
+            self.result = json_loads(text)
+            self.keep_result_json(text)
 
     def result_json(self) -> bytes | None:
         """The JSON text of `result` when the runner's own is at hand, else None."""
@@ -152,6 +178,20 @@ class ExecutionRequest(BaseModel):
     memory_mb: MemoryMb = None
     output_schema: OutputSchema = None
     secrets: Secrets = Field(default_factory=dict)
+    # `inputs` as a front end decoded them from strict JSON with finite numbers only
+    # (see `mark_inputs_plain`), so the engine encodes them without checking them again.
+    _plain_inputs: dict[str, Any] | None = PrivateAttr(None)
+
+    def mark_inputs_plain(self) -> None:
+        """Vouch that `inputs` hold only JSON types and finite numbers (they were just
+        decoded by a strict JSON parser from text that `_json.finite_numbers` passed).
+        Holds only while `inputs` is this very dict: replacing it drops the mark."""
+        self._plain_inputs = self.inputs
+
+    @property
+    def inputs_plain(self) -> bool:
+        """Whether `inputs` are still the ones vouched for by `mark_inputs_plain`."""
+        return self._plain_inputs is not None and self._plain_inputs is self.inputs
 
 
 # -- the library --------------------------------------------------------------------------

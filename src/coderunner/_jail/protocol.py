@@ -29,9 +29,10 @@ One execution
 
    `decode_frame` reads it defensively: the snippet can write into the same channel, so
    anything that is not one well-formed frame is the snippet's fault (runtime_error),
-   never the service's.  An ok frame's result is decoded in full even where the host
-   needs only its bytes (`Frame.body`, which HTTP sends on as it is): decoding is what
-   proves them one valid JSON value.
+   never the service's.  An ok frame's result is decoded in full, which proves it one
+   valid JSON value; except that the host may pass a `defer` check for a large result
+   that proves the same without building the value (`Frame.deferred`: the body alone,
+   which HTTP sends on as it is, and decodes only if something needs the value).
 5. The host kills whatever is left of the jail and removes it.
 
 Python fork server control channel (SOCK_SEQPACKET, its descriptor given in the
@@ -298,6 +299,7 @@ class Frame:
     ok: bool = False
     value: Any = None
     body: bytes | None = None  # ok: the result's JSON as the channel held it (validated)
+    deferred: bool = False  # ok: `body` was checked by `defer`, `value` left undecoded
     error: dict[str, Any] | None = None
     garbage: str | None = None
     empty: bool = False
@@ -378,11 +380,18 @@ def clean_text(value: Any) -> str | None:
     return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
-def decode_frame(data: bytes, fast_loads: Callable[[bytes], Any] | None = None) -> Frame:
+def decode_frame(
+    data: bytes,
+    fast_loads: Callable[[bytes], Any] | None = None,
+    defer: Callable[[bytes], bool] | None = None,
+) -> Frame:
     """Interpret what a result channel held (see the module docstring, step 4).
 
     `fast_loads`: a faster strict decoder for the result (the host's); whatever it
     refuses with ValueError is decoded again here, so the outcome never depends on it.
+    `defer`: the host's check that a result is strict JSON without decoding it (it
+    answers False for anything in doubt, which is then decoded here as usual); a result
+    it passes is left undecoded (`Frame.deferred`).
     """
     header_line, newline, body = data.partition(b"\n")
     if not newline or not header_line.startswith(b"{") or len(header_line) > MAX_HEADER_BYTES:
@@ -394,6 +403,9 @@ def decode_frame(data: bytes, fast_loads: Callable[[bytes], Any] | None = None) 
     if not isinstance(header, dict) or not isinstance(header.get("ok"), bool):
         return Frame(garbage="the header is not a frame header")
     if header["ok"]:
+        # A result that escapes a surrogate is decoded, for the walk below to name it.
+        if defer is not None and not _ESCAPED_SURROGATE.search(body) and defer(body):
+            return Frame(ok=True, body=body, deferred=True)
         try:
             value = _decode_result(body, fast_loads)
         except ValueError as exc:

@@ -44,6 +44,7 @@ from typing import Any
 
 from .._errors import SandboxUnavailable
 from .._jail import protocol
+from .._json import check_large, strict_loads
 from .._models import ErrorDetail, ErrorType, ExecutionResult, Language
 from .._sandbox.bwrap import bwrap_argv, start_jail
 from .._sandbox.cgroup import CgroupManager, CgroupSlot
@@ -491,9 +492,13 @@ class WorkerdProcess:
 
     @staticmethod
     def _interpret(result: ExecutionResult, data: bytes) -> None:
-        frame = protocol.decode_frame(data)
-        if frame.ok:
+        frame = protocol.decode_frame(data, strict_loads, check_large)
+        if frame.deferred:
+            assert frame.body is not None
+            result.defer_result(frame.body)
+        elif frame.ok:
             result.ok, result.result = True, frame.value
+            result.keep_result_json(frame.body)
         elif frame.error is not None:
             result.error = ErrorDetail.model_validate(frame.error)
         else:

@@ -23,7 +23,7 @@ from typing import Any
 
 from .._errors import SandboxUnavailable
 from .._jail import protocol
-from .._json import strict_loads
+from .._json import check_large, strict_loads
 from .._models import ErrorDetail, ErrorType, ExecutionResult, Language
 from .cgroup import CgroupSlot
 from .policy import SandboxPolicy
@@ -426,7 +426,11 @@ class JailedProcess:
         memory_mb: int,
         result_limit_bytes: int,
     ) -> None:
-        frame = protocol.decode_frame(data, strict_loads)
+        frame = protocol.decode_frame(data, strict_loads, check_large)
+        if frame.deferred:
+            assert frame.body is not None
+            result.defer_result(frame.body)
+            return
         if frame.ok:
             result.ok, result.result = True, frame.value
             result.keep_result_json(frame.body)
