@@ -151,8 +151,9 @@ def test_bench_runs_every_path_and_writes_json(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     report = json.loads((tmp_path / "bench.json").read_text())
     paths = {r["path"] for r in report["results"]}
-    assert {"python via API, 1 client", "javascript via HTTP", "naive python -I -S per run",
-            "naive deno run per run"} <= paths  # fmt: skip
+    assert {"python via API, 1 client", "python via HTTP", "python via HTTP, 1 client",
+            "javascript via HTTP", "javascript via HTTP, isolate mode, 8 clients",
+            "naive python -I -S per run", "naive deno run per run"} <= paths  # fmt: skip
     assert all(r["runs"] > 0 for r in report["results"])
     assert "naive p50 / p50" in out.stdout and report["first_execution_after_start_s"] > 0
     assert [row["rows"] for row in report["payloads"]] == [1_000, 10_000, 100_000]

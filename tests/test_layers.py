@@ -55,6 +55,7 @@ RANKS: dict[str, float] = {
     "_doctor": 4,
     "_bench": 4.6,
     "_bench_payloads": 4.5,  # its payload rows (1k-100k rows via the API and HTTP)
+    "_bench_client": 0.05,  # its lean HTTP client (the standard library only)
     "_inspect": 4,
     "_library": 4.5,
     "_frontend": 5,

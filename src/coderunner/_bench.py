@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ._bench_client import BenchClient
 from ._bench_payloads import payload_report, render_payloads, run_payloads
 from ._engine import Engine
 from ._library import Library
@@ -125,9 +126,19 @@ def _tree_rss_mb(pid: int) -> float:
     return round(total / 1024, 1)
 
 
-async def _bench_http(seconds: float, port: int, report: dict[str, Any]) -> list[Measurement]:
-    import httpx
+async def _wait_until_up(client: BenchClient, server: subprocess.Popen[bytes], path: str) -> None:
+    started = time.perf_counter()
+    while True:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            if (await client.get(path)).status_code == 200:
+                return
+        if server.poll() is not None or time.perf_counter() - started > 60:
+            problem = server.stderr.read() if server.stderr else b""
+            raise RuntimeError(f"server did not start: {problem!r}")
+        await asyncio.sleep(0.005)
 
+
+async def _bench_http(seconds: float, port: int, report: dict[str, Any]) -> list[Measurement]:
     port = port or _free_port()
     started = time.perf_counter()
     server = subprocess.Popen(
@@ -135,39 +146,33 @@ async def _bench_http(seconds: float, port: int, report: dict[str, Any]) -> list
          "--log-level", "warning", "--queue-size", "1000"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+    client = BenchClient("127.0.0.1", port)
     results: list[Measurement] = []
     try:
-        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-            while True:
-                with contextlib.suppress(httpx.TransportError):
-                    if (await client.get("/healthz")).status_code == 200:
-                        break
-                if server.poll() is not None or time.perf_counter() - started > 30:
-                    raise RuntimeError(f"server did not start: {server.stderr.read()!r}")  # type: ignore[union-attr]
-                await asyncio.sleep(0.005)
-            report["healthz_after_start_s"] = round(time.perf_counter() - started, 3)
-            first = await client.post(
-                "/v1/execute",
-                json={"language": "python", "code": "1 + 1"},
-            )
-            assert first.json()["result"] == 2, first.text
-            report["first_execution_after_start_s"] = round(time.perf_counter() - started, 3)
-            await asyncio.sleep(2)  # let the pools warm
-            report["service_idle_rss_mb"] = _tree_rss_mb(server.pid)
-            for language in SNIPPETS:  # (TypeScript runs on the JavaScript runtime)
-                body = {"language": language.value, "code": SNIPPETS[language],
-                        "inputs": {"numbers": NUMBERS}}  # fmt: skip
+        await _wait_until_up(client, server, "/healthz")
+        report["healthz_after_start_s"] = round(time.perf_counter() - started, 3)
+        first = await client.post("/v1/execute", {"language": "python", "code": "1 + 1"})
+        assert first.json()["result"] == 2, first.text
+        report["first_execution_after_start_s"] = round(time.perf_counter() - started, 3)
+        await asyncio.sleep(2)  # let the pools warm
+        report["service_idle_rss_mb"] = _tree_rss_mb(server.pid)
+        for language in SNIPPETS:  # (TypeScript runs on the JavaScript runtime)
+            body = json.dumps({"language": language.value, "code": SNIPPETS[language],
+                               "inputs": {"numbers": NUMBERS}}).encode()  # fmt: skip
 
-                async def call(body: dict[str, Any] = body) -> None:
-                    response = await client.post("/v1/execute", json=body)
-                    data = response.json()
-                    if not data.get("ok") or data["result"] != EXPECTED:
-                        raise RuntimeError(f"HTTP execution failed: {response.text[:500]}")
+            async def call(body: bytes = body) -> None:
+                response = await client.post("/v1/execute", content=body)
+                data = response.json()
+                if not data.get("ok") or data["result"] != EXPECTED:
+                    raise RuntimeError(f"HTTP execution failed: {response.text[:500]}")
 
-                await measure("warm-up", call, 0.5, 8)
-                results.append(await measure(f"{language.value} via HTTP", call, seconds, 8))
+            await measure("warm-up", call, 0.5, 8)
+            clients = (1, 8) if language is Language.PYTHON else (8,)
+            for count in clients:
+                path = f"{language.value} via HTTP" + (", 1 client" if count == 1 else "")
+                results.append(await measure(path, call, seconds, count))
     finally:
+        await client.aclose()
         server.terminate()
         try:
             server.wait(10)
@@ -182,8 +187,6 @@ async def _bench_http(seconds: float, port: int, report: dict[str, Any]) -> list
 async def _serve_js_mode(mode: str, seconds: float) -> list[Measurement]:
     """A server with javascript_isolation=`mode`: the JavaScript snippet through HTTP,
     1 client and 8 clients (p50 and throughput)."""
-    import httpx
-
     port = _free_port()
     env = {**os.environ, "CODERUNNER_JAVASCRIPT_ISOLATION": mode}
     server = subprocess.Popen(
@@ -191,31 +194,25 @@ async def _serve_js_mode(mode: str, seconds: float) -> list[Measurement]:
          "--log-level", "warning", "--queue-size", "1000"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
     )  # fmt: skip
-    body = {"language": "javascript", "code": SNIPPETS[Language.JAVASCRIPT],
-            "inputs": {"numbers": NUMBERS}}  # fmt: skip
+    body = json.dumps({"language": "javascript", "code": SNIPPETS[Language.JAVASCRIPT],
+                       "inputs": {"numbers": NUMBERS}}).encode()  # fmt: skip
+    client = BenchClient("127.0.0.1", port)
     results: list[Measurement] = []
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            started = time.perf_counter()
-            while True:
-                with contextlib.suppress(httpx.TransportError):
-                    if (await client.get("/readyz")).status_code == 200:
-                        break
-                if server.poll() is not None or time.perf_counter() - started > 60:
-                    raise RuntimeError(f"server did not start: {server.stderr.read()!r}")  # type: ignore[union-attr]
-                await asyncio.sleep(0.05)
+        await _wait_until_up(client, server, "/readyz")
 
-            async def call() -> None:
-                response = await client.post("/v1/execute", json=body)
-                data = response.json()
-                if not data.get("ok") or data["result"] != EXPECTED:
-                    raise RuntimeError(f"HTTP execution failed: {response.text[:500]}")
+        async def call() -> None:
+            response = await client.post("/v1/execute", content=body)
+            data = response.json()
+            if not data.get("ok") or data["result"] != EXPECTED:
+                raise RuntimeError(f"HTTP execution failed: {response.text[:500]}")
 
-            await measure("warm-up", call, 1.0, 8)
-            for clients in (1, 8):
-                path = f"javascript via HTTP, {mode} mode, {clients} client{'s' * (clients > 1)}"
-                results.append(await measure(path, call, seconds, clients))
+        await measure("warm-up", call, 1.0, 8)
+        for clients in (1, 8):
+            path = f"javascript via HTTP, {mode} mode, {clients} client{'s' * (clients > 1)}"
+            results.append(await measure(path, call, seconds, clients))
     finally:
+        await client.aclose()
         server.terminate()
         try:
             server.wait(10)

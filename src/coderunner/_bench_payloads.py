@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ._bench_client import BenchClient
 from ._engine import Engine
 from ._models import ExecutionRequest, Language
 from ._settings import Settings
@@ -123,7 +124,7 @@ async def _api(engine: Engine, rows: list[dict[str, Any]]) -> Any:
     return result.result
 
 
-async def _http(client: Any, rows: list[dict[str, Any]]) -> Any:
+async def _http(client: BenchClient, rows: list[dict[str, Any]]) -> Any:
     body = {
         "language": "python",
         "code": CLEAN_UP,
@@ -131,11 +132,7 @@ async def _http(client: Any, rows: list[dict[str, Any]]) -> Any:
         "timeout_ms": TIMEOUT_MS,
         "memory_mb": MEMORY_MB,
     }
-    response = await client.post(
-        "/v1/execute",
-        content=json.dumps(body).encode(),
-        headers={"content-type": "application/json"},
-    )
+    response = await client.post("/v1/execute", content=json.dumps(body).encode())
     data = json.loads(response.content)
     if response.status_code != 200 or not data.get("ok"):
         raise RuntimeError(f"the HTTP execution failed: {response.text[:500]}")
@@ -145,8 +142,6 @@ async def _http(client: Any, rows: list[dict[str, Any]]) -> Any:
 @contextlib.asynccontextmanager
 async def _server(port: int) -> Any:
     """A `coderunner serve` of its own (history in a temporary directory), and a client."""
-    import httpx
-
     with tempfile.TemporaryDirectory() as data_dir:
         env = {**os.environ, "CODERUNNER_DATA_DIR": data_dir}
         server = subprocess.Popen(
@@ -154,21 +149,20 @@ async def _server(port: int) -> Any:
              "--log-level", "warning"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
         )  # fmt: skip
+        client = BenchClient("127.0.0.1", port)
         try:
-            async with httpx.AsyncClient(
-                base_url=f"http://127.0.0.1:{port}", timeout=120
-            ) as client:
-                started = time.perf_counter()
-                while True:
-                    with contextlib.suppress(httpx.TransportError):
-                        if (await client.get("/readyz")).status_code == 200:
-                            break
-                    if server.poll() is not None or time.perf_counter() - started > 60:
-                        problem = server.stderr.read() if server.stderr else b""
-                        raise RuntimeError(f"the server did not start: {problem!r}")
-                    await asyncio.sleep(0.05)
-                yield client
+            started = time.perf_counter()
+            while True:
+                with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+                    if (await client.get("/readyz")).status_code == 200:
+                        break
+                if server.poll() is not None or time.perf_counter() - started > 60:
+                    problem = server.stderr.read() if server.stderr else b""
+                    raise RuntimeError(f"the server did not start: {problem!r}")
+                await asyncio.sleep(0.05)
+            yield client
         finally:
+            await client.aclose()
             server.terminate()
             try:
                 server.wait(10)
