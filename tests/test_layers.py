@@ -44,6 +44,7 @@ RANKS: dict[str, float] = {
     "_store.migrations.env": 2.55,
     "_store.migrations.versions.0001_initial": 2.55,
     "_store.migrations.versions.0002_executions_by_snippet": 2.55,
+    "_store.migrations.versions.0003_executions_by_time_and_id": 2.55,
     "_store.store": 2.6,
     "_store.history": 2.7,
     "_store": 2.8,  # _store/__init__.py re-exports store and history

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from coderunner._models import Example, Language
 from coderunner._store import Store
 from coderunner._store.tables import VERSION_TABLE, metadata
 
-HEAD = "0002"
+HEAD = "0003"
 
 
 def engine_for(url: str) -> sa.Engine:
@@ -75,7 +76,7 @@ def test_upgrade_from_an_empty_database_to_head(store_url: str) -> None:
     ]  # fmt: skip
     assert schema["executions"]["indexes"] == [
         ("ix_executions_snippet_started_at", ("snippet", "started_at")),
-        ("ix_executions_started_at", ("started_at",)),
+        ("ix_executions_started_at_id", ("started_at", "execution_id")),
     ]
     # Opening again finds the schema at head and changes nothing.
     Store.open(store_url).close()
@@ -160,9 +161,29 @@ def test_upgrade_from_0001_keeps_the_data(store_url: str) -> None:
         assert (saved.version, created_now) == (3, True)
     finally:
         store.close()
-    assert ("ix_executions_snippet_started_at", ("snippet", "started_at")) in schema_of(store_url)[
-        "executions"
-    ]["indexes"]
+    assert schema_of(store_url)["executions"]["indexes"] == [
+        ("ix_executions_snippet_started_at", ("snippet", "started_at")),
+        ("ix_executions_started_at_id", ("started_at", "execution_id")),
+    ]
+
+
+def test_pruning_walks_the_index_not_a_sort_of_the_history(tmp_path: Path) -> None:
+    # SQLite's plan (the default store; PostgreSQL plans by its statistics).
+    store_url = f"sqlite:///{tmp_path / 'library.db'}"
+    Store.open(store_url).close()
+    engine = engine_for(store_url)
+    try:
+        with engine.connect() as conn:
+            plan = conn.execute(
+                sa.text(
+                    "EXPLAIN QUERY PLAN SELECT started_at, execution_id FROM executions "
+                    "ORDER BY started_at DESC, execution_id DESC LIMIT 1 OFFSET 10000"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    steps = " / ".join(row[-1] for row in plan)
+    assert "ix_executions_started_at_id" in steps and "TEMP B-TREE" not in steps, steps
 
 
 def test_tables_py_matches_the_migrated_schema(store_url: str) -> None:
@@ -211,6 +232,6 @@ def test_a_database_newer_than_this_code_is_refused_readably(store_url: str) -> 
     with pytest.raises(StoreUnavailable) as caught:
         Store.open(store_url)
     assert str(caught.value).endswith(
-        "has schema revision 0099, newer than this coderunner knows (its newest is 0002): "
+        "has schema revision 0099, newer than this coderunner knows (its newest is 0003): "
         "upgrade coderunner on this node"
     )

@@ -110,6 +110,7 @@ executions = Table(
     # Set when the record was stored reduced: what was cut, in words.
     Column("note", Text, nullable=True),
     PrimaryKeyConstraint("execution_id", name="pk_executions"),
-    Index("ix_executions_started_at", "started_at"),  # listing and pruning (0001)
+    # Listing and pruning, in (started_at, execution_id) order (0003; 0001 had started_at).
+    Index("ix_executions_started_at_id", "started_at", "execution_id"),
     Index("ix_executions_snippet_started_at", "snippet", "started_at"),  # per snippet (0002)
 )
