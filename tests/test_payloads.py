@@ -30,6 +30,7 @@ from coderunner._json import (
     finite_numbers,
     is_json_text,
     loads,
+    split_member,
     strict_dumps,
     strict_loads,
 )
@@ -297,6 +298,80 @@ def test_deferring_leaves_the_history_nothing_to_decode() -> None:
     # The history keeps results up to RESULT_LIMIT and leaves out, undecoded, any whose
     # text is over twice that; a deferred result must always be one of those.
     assert DEFER_MIN_BYTES > 2 * RESULT_LIMIT
+
+
+# -- inputs received as JSON go to the jail as that very text ---------------------------------
+
+
+def test_split_member_keeps_the_inputs_as_their_own_text() -> None:
+    # JSON escapes (a surrogate pair among them) and raw UTF-8 (é), as a client sends them.
+    inputs = r'{ "rows": [1, 2.5, "\u00e9\ud83d\ude00 é", {"a": null}], "a": 1, "a": 2 }'
+    body = f'{{"language": "python", "inputs": {inputs}, "timeout_ms": 5}}'.encode()
+    split = split_member(body, "inputs")
+    assert split is not None
+    rest, text = split
+    assert rest == {"language": "python", "timeout_ms": 5}
+    assert text == inputs.encode()  # byte for byte, whitespace and all
+    assert json.loads(text) == {"rows": [1, 2.5, "\u00e9\U0001f600 é", {"a": None}], "a": 2}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"language": "python"}',  # no inputs
+        b'{"inputs": [1, 2]}',  # not an object: the model says so, as before
+        b'{"inputs": {"x": 1e999}}',  # past a float: refused, as before
+        b'{"inputs": {"x": 12345678901234567890123}}',  # in doubt (a long digit run)
+        b'{"inputs": {"x": NaN}}',
+        b'{"inputs": {"x": 1}, "timeout_ms": NaN}',
+        b'{"inputs": {"x": "\\ud800"}}',  # a lone surrogate
+        b'{"inputs": {"x": "\xff"}}',  # not UTF-8
+        b'{"inputs": {"x": 1}',  # not JSON
+        b'[{"inputs": {}}]',  # not an object
+    ],
+)
+def test_split_member_leaves_anything_in_doubt_to_the_usual_decoding(body: bytes) -> None:
+    assert split_member(body, "inputs") is None
+
+
+def test_the_engine_runs_inputs_given_as_json_text() -> None:
+    code = "def main(rows, a, token):\n    return [len(rows), rows[-1], a, token]\n"
+    text = b'{ "rows": [1, 2, {"b": "\xc3\xa9"}], "a": 1, "a": 2 }'
+
+    async def run() -> list[Any]:
+        async with coderunner.Engine(coderunner.Settings(python_pool_size=1)) as engine:
+            request = ExecutionRequest(
+                language=Language.PYTHON, code=code, secrets={"token": "t0k"}
+            )
+            answers: list[Any] = [
+                (await engine.execute(request, inputs_json=text)).result,
+                (await engine.execute(request.model_copy(update={"code": "1"}),
+                                      inputs_json=b"{ }")).result,
+            ]  # fmt: skip
+            with pytest.raises(coderunner.InvalidRequest, match="token: given both"):
+                await engine.execute(request, inputs_json=b'{"token": 1}')
+            both = request.model_copy(update={"inputs": {"a": 1}})
+            with pytest.raises(ValueError, match="must be empty"):
+                await engine.execute(both, inputs_json=text)
+            return answers
+
+    assert asyncio.run(run()) == [[3, {"b": "\u00e9"}, 2, "t0k"], 1]
+
+
+def test_inputs_as_text_through_both_http_routes(client: httpx.Client) -> None:
+    inputs = r'{"text": "h\u00e9llo \ud83d\ude00 é", "big": 123456789, "x": -0.0, "n": [1, 2]}'
+    code = "def main(text, big, x, n):\n    return [text, big, str(x), n]\n"
+    expected = ["h\u00e9llo \U0001f600 é", 123456789, "-0.0", [1, 2]]
+    for path, language in (
+        ("/v1/execute", '"language": "python", '),
+        ("/v1/tools/execute-python", ""),
+    ):
+        body = f'{{{language}"code": {json.dumps(code)}, "inputs": {inputs}}}'
+        response = client.post(
+            path, content=body.encode(), headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["result"] == expected, (path, response.text)
 
 
 @pytest.mark.parametrize("number", ["1e999", "-1E+400", "1" * 400 + ".0", "NaN", "Infinity"])

@@ -22,7 +22,7 @@ from opentelemetry import trace
 
 from ._errors import InvalidRequest, SandboxUnavailable, Saturated
 from ._jail import protocol
-from ._json import strict_dumps
+from ._json import object_keys, strict_dumps
 from ._models import ErrorDetail, ErrorType, ExecutionRequest, ExecutionResult, Language
 from ._packages import NO_PACKAGES, Packages, PackagesError
 from ._packages import prepare as prepare_packages
@@ -251,21 +251,29 @@ class Engine:
         timeout_ms, memory_mb, validator, _ = self._checked(request)
         return timeout_ms, memory_mb, validator
 
-    def _checked(self, request: ExecutionRequest) -> tuple[int, int, Any, bytes]:
-        """`check_request`, and the inputs' JSON text that checking them produced (the
-        job reuses it: a large payload is encoded once)."""
+    def _checked(
+        self, request: ExecutionRequest, inputs_json: bytes | None = None
+    ) -> tuple[int, int, Any, protocol.EncodedInputs]:
+        """`check_request`, and the job's inputs with the JSON text that checking them
+        produced (a large payload is encoded once), or `inputs_json` as it is."""
         timeout_ms, memory_mb = self.settings.resolve_limits(request)
         validator = compile_schema(request.output_schema) if request.output_schema else None
-        try:
-            inputs_json = strict_dumps(request.inputs, plain=request.inputs_plain)
-        except (TypeError, ValueError) as exc:
-            raise InvalidRequest(f"inputs must be JSON values: {exc}") from None
-        both = sorted(set(request.inputs) & set(request.secrets))
+        if inputs_json is not None:
+            if request.inputs:
+                raise ValueError("inputs_json replaces request.inputs, which must be empty")
+            names = object_keys(inputs_json)
+        else:
+            try:
+                inputs_json = strict_dumps(request.inputs)
+            except (TypeError, ValueError) as exc:
+                raise InvalidRequest(f"inputs must be JSON values: {exc}") from None
+            names = list(request.inputs)
+        both = sorted(set(names) & set(request.secrets))
         if both:
             raise InvalidRequest(
                 f"{', '.join(both)}: given both as an input and as a secret; give each once"
             )
-        return timeout_ms, memory_mb, validator, inputs_json
+        return timeout_ms, memory_mb, validator, job_inputs(request, inputs_json, bool(names))
 
     @property
     def queue_depth(self) -> int:
@@ -276,18 +284,24 @@ class Engine:
         return self._running
 
     async def execute(
-        self, request: ExecutionRequest, *, decode_result: bool = True
+        self,
+        request: ExecutionRequest,
+        *,
+        decode_result: bool = True,
+        inputs_json: bytes | None = None,
     ) -> ExecutionResult:
         """Run one snippet in a fresh jail; every outcome of the snippet is a result.
 
         Raises InvalidRequest (limits, schema, inputs) or Saturated (queue full); the
-        result carries a new `execution_id`.  `decode_result=False` (for a front end that
-        sends the result on as JSON text) may leave a large result checked but not
-        decoded: `result` None until `ExecutionResult.decode_result()`.
+        result carries a new `execution_id`.  For a front end that receives and sends
+        JSON: `decode_result=False` may leave a large result checked but not decoded
+        (`result` None until `ExecutionResult.decode_result()`); `inputs_json` gives the
+        inputs as the text of one JSON object, strict JSON with finite numbers only (see
+        `_json.split_member`), passed to the jail as it is, `request.inputs` left empty.
         """
         if not self._started:
             await self.start()
-        timeout_ms, memory_mb, validator, inputs_json = self._checked(request)
+        timeout_ms, memory_mb, validator, inputs = self._checked(request, inputs_json)
         assert self._slots is not None
         if self._slots.locked() and self._waiting >= self.settings.queue_size:
             raise Saturated(
@@ -307,9 +321,7 @@ class Engine:
         with _span("coderunner.execution", language) as span:
             self._running += 1
             try:
-                result = await self._execute_in_worker(
-                    request, timeout_ms, memory_mb, job_inputs(request, inputs_json)
-                )
+                result = await self._execute_in_worker(request, timeout_ms, memory_mb, inputs)
             finally:
                 self._running -= 1
                 self._slots.release()
@@ -473,13 +485,16 @@ def _describe_span(span: trace.Span, execution_id: str, outcome: str) -> None:
         span.set_status(trace.Status(trace.StatusCode.ERROR, "the sandbox failed"))
 
 
-def job_inputs(request: ExecutionRequest, inputs_json: bytes) -> protocol.EncodedInputs:
+def job_inputs(
+    request: ExecutionRequest, inputs_json: bytes, has_inputs: bool
+) -> protocol.EncodedInputs:
     """What the snippet gets bound: its inputs and its secrets (names checked distinct),
-    with their JSON text, spliced from the inputs' (encoded once) and the secrets'."""
+    with their JSON text, spliced from the inputs' (encoded once, or received as text:
+    then the values are not at hand) and the secrets'."""
     text = inputs_json
     if request.secrets:
         secrets_json = strict_dumps(request.secrets)
-        text = inputs_json[:-1] + b", " + secrets_json[1:] if request.inputs else secrets_json
+        text = inputs_json[:-1] + b", " + secrets_json[1:] if has_inputs else secrets_json
     return protocol.EncodedInputs({**request.inputs, **request.secrets}, text)
 
 

@@ -419,13 +419,15 @@ async def run_tool(
     log_inputs: bool = False,
     library: Library | None = None,
     decode_result: bool = True,
+    inputs_json: bytes | None = None,
 ) -> ExecutionResult:
     """Execute one request, log it and record it in the history (with `library`);
-    raises InvalidRequest or Saturated.  `decode_result`: as for `Engine.execute`."""
+    raises InvalidRequest or Saturated.  `decode_result`, `inputs_json`: as for
+    `Engine.execute` (with `log_inputs`, the inputs are logged: give them decoded)."""
     code = request.code if log_inputs else None
     inputs = request.inputs if log_inputs else None
     try:
-        result = await engine.execute(request, decode_result=decode_result)
+        result = await engine.execute(request, decode_result=decode_result, inputs_json=inputs_json)
     except (InvalidRequest, Saturated) as exc:
         outcome = "invalid_request" if isinstance(exc, InvalidRequest) else "saturated"
         fields = execution_log_fields(

@@ -61,8 +61,8 @@ from ._http_errors import ERROR_RESPONSES as _ERROR_RESPONSES
 from ._http_errors import ErrorBody
 from ._http_errors import error_response as _error_response
 from ._http_library import add_library_routes
-from ._json import finite_numbers, strict_loads
 from ._json import loads as fast_json_loads
+from ._json import split_member, strict_loads
 from ._library import Library, check_name
 from ._mcp import build_server, streamable_http_manager
 from ._metrics import CountResponses, Metrics
@@ -188,21 +188,25 @@ class _FastJSONRequest(Request):
     """A request whose JSON body `_json.loads` decodes: the values and errors of
     json.loads, about three times faster for a large body (e.g. 100,000 rows of inputs).
 
-    `plain_json`: the body was strict JSON with finite numbers only, so the values
-    decoded from it need no check before they are encoded again (mark_inputs_plain)."""
+    On the execution routes, inputs that the job can carry as they are stay JSON text
+    (`inputs_json`: the body decodes without them; see `_json.split_member`)."""
 
-    plain_json = False
+    inputs_json: bytes | None = None
 
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
             body = await self.body()
-            try:
-                self._json = strict_loads(body)
-            except ValueError:  # NaN, a lone surrogate, invalid JSON: json.loads decides
-                self._json = fast_json_loads(body)
+            split = split_member(body, "inputs") if self.scope["path"] in _RAW_INPUTS else None
+            if split is not None:
+                self._json, self.inputs_json = split
             else:
-                self.plain_json = finite_numbers(body)
+                self._json = fast_json_loads(body)
         return self._json
+
+
+# The routes whose inputs go to the engine untouched (a library run checks its inputs
+# against the snippet's input_schema, so it needs their values).
+_RAW_INPUTS = frozenset({"/v1/execute", *(f"/v1/tools/{name}" for name in TOOL_LANGUAGES)})
 
 
 class _FastJSONRoute(APIRoute):
@@ -333,8 +337,9 @@ def create_app(
     security = [Depends(HTTPBearer(auto_error=False))] if api_keys else []
 
     async def execute(request: ExecutionRequest, http: Request) -> Response:
-        if isinstance(http, _FastJSONRequest) and http.plain_json:
-            request.mark_inputs_plain()
+        inputs_json = http.inputs_json if isinstance(http, _FastJSONRequest) else None
+        if inputs_json is not None and log_inputs:  # the log line shows them
+            request.inputs, inputs_json = strict_loads(inputs_json), None
         try:
             result = await run_tool(
                 get_engine(),
@@ -343,6 +348,7 @@ def create_app(
                 log_inputs=log_inputs,
                 library=libraries.get("library"),
                 decode_result=False,  # the answer splices the result's JSON text
+                inputs_json=inputs_json,  # and the job the inputs' own
             )
         finally:
             metrics.drain()

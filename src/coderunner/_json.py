@@ -77,6 +77,40 @@ def is_json_text(data: bytes) -> bool:
     return True
 
 
+def split_member(data: bytes, name: str) -> tuple[dict[str, Any], bytes] | None:
+    """A JSON object `data` decoded without its member `name`, and that member's own
+    text, when the member is an object that the job may carry as it is: strict JSON,
+    valid UTF-8, finite numbers (`finite_numbers`).  Its values are never built (for 12
+    MB of inputs: ~40 ms instead of ~135 ms to decode, check and encode them again).
+    None for anything else (no such member, another type, anything in doubt): the
+    caller then decodes the whole document as usual, so errors stay the usual ones."""
+    try:
+        members = msgspec.json.decode(data, type=dict[str, msgspec.Raw])
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    raw = members.pop(name, None)
+    if raw is None:
+        return None
+    text = bytes(raw)
+    if not text.startswith(b"{") or not finite_numbers(text):
+        return None
+    if not text.isascii():
+        try:
+            text.decode("utf-8")  # msgspec does not check the bytes inside strings
+        except UnicodeDecodeError:
+            return None
+    try:
+        rest = {key: strict_loads(bytes(value)) for key, value in members.items()}
+    except ValueError:
+        return None
+    return rest, text
+
+
+def object_keys(text: bytes) -> list[str]:
+    """The member names of the JSON object `text` (checked JSON), its values skimmed."""
+    return list(msgspec.json.decode(text, type=dict[str, msgspec.Raw]))
+
+
 # Results at least this large are only checked (`is_json_text`) when they arrive, and
 # decoded when something needs their value: HTTP sends the text on as it is.  Smaller
 # ones are decoded at once (cheap), which also gives the history, which keeps results of
@@ -95,14 +129,10 @@ _PLAIN_TYPES = frozenset({str, int, float, bool, type(None)}) | _CONTAINERS
 _MAX_DEPTH = 250  # orjson refuses deeper values itself (at 255)
 
 
-def strict_dumps(value: Any, *, plain: bool = False) -> bytes:
+def strict_dumps(value: Any) -> bytes:
     """``json.dumps(value, allow_nan=False, ensure_ascii=False)`` as UTF-8 (lone
-    surrogates passed through): the same JSON values, and the same exceptions.
-
-    `plain`: the caller knows `value` holds only JSON types and finite numbers (it was
-    just decoded by strict_loads from text that `finite_numbers` passed), so the C-speed
-    pass that checks it is skipped."""
-    if plain or _plain_and_finite(value):
+    surrogates passed through): the same JSON values, and the same exceptions."""
+    if _plain_and_finite(value):
         try:
             return orjson.dumps(value)
         except TypeError:  # an integer beyond 64 bits, a lone surrogate, deep nesting

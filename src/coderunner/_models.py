@@ -178,20 +178,6 @@ class ExecutionRequest(BaseModel):
     memory_mb: MemoryMb = None
     output_schema: OutputSchema = None
     secrets: Secrets = Field(default_factory=dict)
-    # `inputs` as a front end decoded them from strict JSON with finite numbers only
-    # (see `mark_inputs_plain`), so the engine encodes them without checking them again.
-    _plain_inputs: dict[str, Any] | None = PrivateAttr(None)
-
-    def mark_inputs_plain(self) -> None:
-        """Vouch that `inputs` hold only JSON types and finite numbers (they were just
-        decoded by a strict JSON parser from text that `_json.finite_numbers` passed).
-        Holds only while `inputs` is this very dict: replacing it drops the mark."""
-        self._plain_inputs = self.inputs
-
-    @property
-    def inputs_plain(self) -> bool:
-        """Whether `inputs` are still the ones vouched for by `mark_inputs_plain`."""
-        return self._plain_inputs is not None and self._plain_inputs is self.inputs
 
 
 # -- the library --------------------------------------------------------------------------
