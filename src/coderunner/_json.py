@@ -69,11 +69,17 @@ def is_json_text(data: bytes) -> bool:
         msgspec.json.decode(data, type=msgspec.Raw)
     except (msgspec.DecodeError, RecursionError):
         return False
-    if not data.isascii():
-        try:
-            data.decode("utf-8")  # msgspec does not check the bytes inside strings
-        except UnicodeDecodeError:
-            return False
+    return _utf8(data)
+
+
+def _utf8(data: bytes) -> bool:
+    """Whether `data` is valid UTF-8 (msgspec does not check the bytes inside strings)."""
+    if data.isascii():
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
     return True
 
 
@@ -92,13 +98,8 @@ def split_member(data: bytes, name: str) -> tuple[dict[str, Any], bytes] | None:
     if raw is None:
         return None
     text = bytes(raw)
-    if not text.startswith(b"{") or not finite_numbers(text):
+    if not text.startswith(b"{") or not finite_numbers(text) or not _utf8(text):
         return None
-    if not text.isascii():
-        try:
-            text.decode("utf-8")  # msgspec does not check the bytes inside strings
-        except UnicodeDecodeError:
-            return None
     try:
         rest = {key: strict_loads(bytes(value)) for key, value in members.items()}
     except ValueError:
