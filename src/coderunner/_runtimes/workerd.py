@@ -43,13 +43,11 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import SandboxUnavailable
-from .._jail import protocol
-from .._json import check_large, strict_loads
 from .._models import ErrorDetail, ErrorType, ExecutionResult, Language
 from .._sandbox.bwrap import bwrap_argv, start_jail
 from .._sandbox.cgroup import CgroupManager, CgroupSlot
 from .._sandbox.policy import WORKERD, SandboxPolicy, workerd_mounts
-from .._sandbox.process import PidHandle, set_rlimits
+from .._sandbox.process import PidHandle, set_rlimits, take_result
 
 log = logging.getLogger("coderunner.isolates")
 
@@ -492,14 +490,10 @@ class WorkerdProcess:
 
     @staticmethod
     def _interpret(result: ExecutionResult, data: bytes) -> None:
-        frame = protocol.decode_frame(data, strict_loads, check_large)
-        if frame.deferred:
-            assert frame.body is not None
-            result.defer_result(frame.body)
-        elif frame.ok:
-            result.ok, result.result = True, frame.value
-            result.keep_result_json(frame.body)
-        elif frame.error is not None:
+        frame = take_result(result, data)
+        if frame.ok:
+            return
+        if frame.error is not None:
             result.error = ErrorDetail.model_validate(frame.error)
         else:
             result.error = ErrorDetail(

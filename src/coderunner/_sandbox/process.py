@@ -95,6 +95,20 @@ class PidHandle:
             self._fd = None
 
 
+def take_result(result: ExecutionResult, data: bytes) -> protocol.Frame:
+    """Read a result channel's frame the host's way (its fast decoder; a large result
+    checked but left undecoded) and put an ok frame's result into `result`; the frame,
+    for the caller to interpret anything else."""
+    frame = protocol.decode_frame(data, strict_loads, check_large)
+    if frame.deferred:
+        assert frame.body is not None
+        result.defer_result(frame.body)
+    elif frame.ok:
+        result.ok, result.result = True, frame.value
+        result.keep_result_json(frame.body)
+    return frame
+
+
 class CleanupTasks:
     """Teardown that runs after an answer has gone out; the owner waits for it on close."""
 
@@ -426,14 +440,8 @@ class JailedProcess:
         memory_mb: int,
         result_limit_bytes: int,
     ) -> None:
-        frame = protocol.decode_frame(data, strict_loads, check_large)
-        if frame.deferred:
-            assert frame.body is not None
-            result.defer_result(frame.body)
-            return
+        frame = take_result(result, data)
         if frame.ok:
-            result.ok, result.result = True, frame.value
-            result.keep_result_json(frame.body)
             return
         if frame.error is not None:
             result.error = ErrorDetail.model_validate(frame.error)
