@@ -41,6 +41,17 @@ MAIN_FLAGS = (
 )
 
 
+def recorded(client: httpx.Client, execution_id: str, within_s: float = 30) -> httpx.Response:
+    """`GET /v1/executions/{execution_id}`, asked again while it is 404 for at most
+    `within_s` (the history is written in batches, in the background): the last answer."""
+    deadline = time.monotonic() + within_s
+    while True:
+        found = client.get(f"/v1/executions/{execution_id}")
+        if found.status_code != 404 or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from _server import ServerProcess, free_port
+from _server import ServerProcess, free_port, recorded
 
 BODY = {"language": "python", "code": "def main(x):\n    return x * 2", "inputs": {"x": 21}}
 JS_TOOL = ("/v1/tools/execute-javascript", {"code": "return 6 * 7"})
@@ -150,12 +150,7 @@ def test_executions_served_early_are_in_the_history(
     with httpx.Client(base_url=server.base_url, timeout=60) as client:
         for answer in answers:  # the early ones and the full app's
             # Reading the history writes what is pending; the deadline only avoids a hang.
-            deadline = time.monotonic() + 60
-            while True:
-                found = client.get(f"/v1/executions/{answer['execution_id']}")
-                if found.status_code != 404 or time.monotonic() > deadline:
-                    break
-                time.sleep(0.2)
+            found = recorded(client, answer["execution_id"], within_s=60)
             assert found.status_code == 200, (answer, found.text, server.output())
             record = found.json()
             assert record["execution_id"] == answer["execution_id"]

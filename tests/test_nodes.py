@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from _postgres import PostgresServer
-from _server import SMALL_POOLS, ServerProcess, running_server
+from _server import SMALL_POOLS, ServerProcess, recorded, running_server
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -50,12 +50,7 @@ def test_two_nodes_share_one_library_and_history(shared_url: str) -> None:
             assert node_a.get("/v1/snippets/double").json()["version"] == 2
             # The history is one: B's run is found through A (B writes its history in
             # batches, a fraction of a second behind).
-            deadline = time.monotonic() + 30
-            while True:
-                record = node_a.get(f"/v1/executions/{run['execution_id']}")
-                if record.status_code != 404 or time.monotonic() > deadline:
-                    break
-                time.sleep(0.1)
+            record = recorded(node_a, run["execution_id"])
             assert record.status_code == 200, record.text
             assert record.json()["inputs"] == {"x": 21}
             plain = node_a.post("/v1/execute", json={"language": "python", "code": "1/0"}).json()

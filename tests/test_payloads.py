@@ -13,7 +13,6 @@ import asyncio
 import json
 import math
 import random
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,7 +20,7 @@ import httpx
 import pytest
 
 import coderunner
-from _server import SMALL_POOLS, ServerProcess, running_server
+from _server import SMALL_POOLS, ServerProcess, recorded, running_server
 from coderunner._bench_payloads import CLEAN_UP, clean_up, make_rows
 from coderunner._jail import protocol
 from coderunner._jail import python_runner as runner
@@ -393,14 +392,9 @@ def test_inputs_that_are_not_finite_json_numbers_are_refused(
 def test_the_history_drops_a_large_result_with_a_note(client: httpx.Client) -> None:
     answer = post(client, CLEAN_UP, inputs={"rows": ROWS[:30_000]})
     assert answer["ok"], answer.get("error")
-    record = None
-    for _ in range(200):  # the history is written in the background
-        response = client.get(f"/v1/executions/{answer['execution_id']}")
-        if response.status_code == 200:
-            record = response.json()
-            break
-        time.sleep(0.1)
-    assert record is not None
+    response = recorded(client, answer["execution_id"])  # written in the background
+    assert response.status_code == 200, response.text
+    record = response.json()
     assert record["result"]["result"] is None
     note = record["result"]["stderr"]
     assert "[coderunner history: the result was not kept (" in note, note

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -204,17 +204,15 @@ def test_what_no_backend_can_store_is_refused(store: Store, field: str, value: A
     assert store.get("bad") is None
 
 
-def test_concurrent_saves_of_one_name_get_distinct_consecutive_versions(store: Store) -> None:
-    n = 20
+def at_once(n: int, work: Callable[[int], object], timeout_s: float = 60) -> list[BaseException]:
+    """Run work(0) ... work(n - 1) in n threads released together; what they raised."""
     start = threading.Barrier(n)
-    results: list[tuple[int, bool]] = []
     errors: list[BaseException] = []
 
     def one(i: int) -> None:
         try:
             start.wait()
-            snippet, created = save(store, "race", code=f"return {i}", hash=f"h{i}")
-            results.append((snippet.version, created))
+            work(i)
         except BaseException as exc:
             errors.append(exc)
 
@@ -222,8 +220,19 @@ def test_concurrent_saves_of_one_name_get_distinct_consecutive_versions(store: S
     for t in threads:
         t.start()
     for t in threads:
-        t.join(60)
-    assert errors == []
+        t.join(timeout_s)
+    return errors
+
+
+def test_concurrent_saves_of_one_name_get_distinct_consecutive_versions(store: Store) -> None:
+    n = 20
+    results: list[tuple[int, bool]] = []
+
+    def one(i: int) -> None:
+        snippet, created = save(store, "race", code=f"return {i}", hash=f"h{i}")
+        results.append((snippet.version, created))
+
+    assert at_once(n, one) == []
     assert sorted(v for v, _ in results) == list(range(1, n + 1))
     assert all(created for _, created in results)
     stored = store.versions("race")
@@ -233,18 +242,8 @@ def test_concurrent_saves_of_one_name_get_distinct_consecutive_versions(store: S
 
 def test_concurrent_saves_of_the_same_content_make_one_version(store: Store) -> None:
     n = 10
-    start = threading.Barrier(n)
     created: list[bool] = []
-
-    def one() -> None:
-        start.wait()
-        created.append(save(store, "same", hash="h")[1])
-
-    threads = [threading.Thread(target=one) for _ in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    assert at_once(n, lambda _: created.append(save(store, "same", hash="h")[1])) == []
     assert sorted(created) == [False] * (n - 1) + [True]
     assert [s.version for s in store.versions("same")] == [1]
 
@@ -377,27 +376,16 @@ def test_concurrent_batches_and_saves_keep_versions_consistent(store: Store) -> 
     # batch is stored whole, no two get one version, and none waits on another forever.
     n = 12
     names = ["p", "q", "r"]
-    start = threading.Barrier(n)
-    errors: list[BaseException] = []
 
     def one(i: int) -> None:
-        try:
-            start.wait()
-            if i % 3 == 2:
-                save(store, "q", code=f"return {i}", hash=f"h{i}")
-                return
-            order = names if i % 2 else names[::-1]
-            saved = store.save_many([version(name, hash=f"h{i}") for name in order])
-            assert all(new for _, new in saved)
-        except BaseException as exc:
-            errors.append(exc)
+        if i % 3 == 2:
+            save(store, "q", code=f"return {i}", hash=f"h{i}")
+            return
+        order = names if i % 2 else names[::-1]
+        saved = store.save_many([version(name, hash=f"h{i}") for name in order])
+        assert all(new for _, new in saved)
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert errors == []
+    assert at_once(n, one, timeout_s=120) == []
     batches = {f"h{i}" for i in range(n) if i % 3 != 2}
     for name in names:
         stored = store.versions(name)
