@@ -10,10 +10,18 @@ or the slow walk's answer, and the jail tests run the real thing.
 from __future__ import annotations
 
 import asyncio
+import collections
+import datetime
+import decimal
+import enum
 import json
 import math
 import random
+import subprocess
+import sys
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -439,14 +447,153 @@ def _old_encode(value: Any) -> bytes:
     return text.encode("utf-8")
 
 
-def test_encode_result_is_the_walk_then_json_dumps() -> None:
+@pytest.fixture(params=[True, False], ids=["dicts-by-referents", "dicts-by-values"])
+def walk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Both ways the runner's walk finds a dict's values (CPython < 3.13 and later)."""
+    monkeypatch.setattr(runner, "_DICTS_BY_REFERENTS", request.param)
+    return bool(request.param)
+
+
+def test_encode_result_is_the_walk_then_json_dumps(walk: bool) -> None:
+    """The same JSON value (msgspec writes 1e308 where json writes 1e+308) or the same
+    error, word for word: whichever encoder wrote it."""
     rng = random.Random(12)
     for _ in range(3000):
         value = _random_value(rng)
         new, old = _outcome(runner.encode_result, value), _outcome(_old_encode, value)
-        assert new == old, value
+        assert new[0] == old[0], value
+        if new[0] == "ok":  # (repr: 1.0 is not 1, -0.0 is not 0.0, and keys keep their order)
+            assert repr(json.loads(new[1])) == repr(json.loads(old[1])), value
+        else:
+            assert new[1] == old[1], value
         if isinstance(value, (list, dict)) and new[0] == "ok":
             assert runner.plainly_json(value) or _outcome(runner.check_json, value)[0] == "ok"
+
+
+class _Colour(enum.Enum):
+    RED = 1
+
+
+class _Name(str):
+    pass
+
+
+def _general_table() -> dict[Any, Any]:
+    """A dict of string keys that keeps the table kind a non-string key gave it."""
+    value: dict[Any, Any] = {1: "gone", "a": [1.5, {"b": None}]}
+    del value[1]
+    return value
+
+
+def _deep(levels: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+# What msgspec encodes (or encodes otherwise) and json.dumps refuses, or where the runner
+# must not take msgspec's text: each must come out exactly as the walk then json.dumps.
+MSGSPEC_DIFFERS = [
+    _Colour.RED, [_Colour.RED], uuid.UUID(int=1), {"at": datetime.date(2026, 1, 1)},
+    {"n": decimal.Decimal("1.5")}, [b"bytes"], [bytearray(b"x")], {"s": {1, 2}},
+    frozenset(), [math.nan], {"x": [1.0, {"y": math.inf}]}, [None, -math.inf],
+    {1: "a", "1": "b"}, {"k": [{None: 1, "null": 2}]}, {True: 1, "true": 2}, {1.5: "x"},
+    {_Name("a"): 1}, [_Name("b")], _general_table(), [_general_table()],
+    _deep(runner.MAX_DEPTH), _deep(runner.MAX_DEPTH + 1), _deep(runner.MAX_DEPTH - 1),
+    ["\ud800"], {"\udfff": 1}, [2**64, -(2**70)], [10**5000],
+    collections.namedtuple("Point", "x y")(1, 2), collections.OrderedDict(a=1),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("value", MSGSPEC_DIFFERS, ids=range(len(MSGSPEC_DIFFERS)))
+def test_msgspec_is_used_only_where_it_writes_json_dumps_value(value: Any, walk: bool) -> None:
+    new, old = _outcome(runner.encode_result, value), _outcome(_old_encode, value)
+    assert new[0] == old[0], (new, old)
+    if new[0] == "ok":
+        assert repr(json.loads(new[1])) == repr(json.loads(old[1]))
+    else:
+        assert new[1] == old[1]
+    fast = runner._encode_fast(value)
+    if fast is not None:  # (only plain values, finite, string keys, shallow: the same value)
+        assert old[0] == "ok" and repr(json.loads(fast)) == repr(json.loads(old[1]))
+
+
+def test_msgspec_encodes_plain_results(walk: bool) -> None:
+    for value in (EXPECTED[:1000], {"a": [1, 2.5, None, True, "\u00e9"]}, [], "x", 3, None):
+        fast = runner._encode_fast(value)
+        assert fast is not None, value
+        assert json.loads(fast) == value
+
+
+def test_msgspec_running_out_of_memory_is_a_memory_error() -> None:
+    """Under a memory limit the result does not fit in, the runner falls back to
+    json.dumps (whose MemoryError the runner reports) instead of crashing: msgspec's own
+    buffer crashes the process when it cannot grow, its bytearray does not."""
+    script = (
+        "import resource, sys\n"
+        f"sys.path.insert(0, {str(Path(runner.__file__).parent)!r})\n"
+        "import python_runner as runner\n"
+        "value = list(range(4_000_000))\n"
+        "with open('/proc/self/status') as f:\n"
+        "    vm = next(int(l.split()[1]) for l in f if l.startswith('VmSize:')) * 1024\n"
+        "limit = vm + 20 * 1024 * 1024\n"  # the text is 31 MB
+        "resource.setrlimit(resource.RLIMIT_AS, (limit, limit))\n"
+        "assert runner._encoder is not None\n"
+        "assert runner._encode_fast(value) is None\n"
+        "try:\n"
+        "    runner.encode_result(value)\n"
+        "except MemoryError:\n"
+        "    print('memory error')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+    assert done.stdout == b"memory error\n"
+
+
+def test_an_audit_hook_refusing_the_walk_only_slows_the_result() -> None:
+    result = run_py(
+        "import sys\n"
+        "def hook(event, args):\n"
+        "    if event == 'gc.get_referents':\n"
+        "        raise RuntimeError('no walking')\n"
+        "sys.addaudithook(hook)\n"
+        "[[1, 2.5], {'a': [None]}, {1: 'x'}]\n"
+    )
+    assert result.ok, result.error
+    assert result.result == [[1, 2.5], {"a": [None]}, {"1": "x"}]
+    assert result.stderr == ""
+
+
+JOBS = [
+    b'{"code": "x", "inputs": {"a": [1, 2.5, "\\u00e9", null, true, {"b": -0.0}]}}',
+    b'{"code": "x", "inputs": {"big": 18446744073709551616, "neg": -9223372036854775809}}',
+    b'{"code": "x", "inputs": {"x": 1e400, "y": NaN, "z": -Infinity}}',
+    b'{"code": "x", "inputs": {"s": "\\ud800", "t": "\xed\xa0\x80"}}',
+    b'\xef\xbb\xbf{"code": "x", "inputs": {}}',
+    b'{"code": "x", "inputs": {"a": 1, "a": 2, "f": 0.1, "g": 1.7976931348623157e308}}',
+    b'{"code": "x", "inputs": {"deep": ' + b"[" * 2000 + b"]" * 2000 + b"}}",
+    protocol.encode_job({"code": "x", "inputs": {"rows": ROWS[:200]}}),  # type: ignore[typeddict-item]
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("data", JOBS, ids=range(len(JOBS)))
+def test_the_runner_reads_a_job_as_json_would(data: bytes) -> None:
+    assert repr(_outcome(runner.decode_job, data)) == repr(_outcome(protocol.decode_job, data))
+
+
+def test_the_runners_codec_is_hidden_from_snippets() -> None:
+    """The jail's runner has its msgspec (its results are encoded fast), and a snippet's
+    `import msgspec` still finds nothing."""
+    result = run_py(
+        "import sys\n"
+        "codec = sys.modules['python_runner']._codec is not None\n"
+        "[codec, sorted(m for m in sys.modules if m.startswith('msgspec')),\n"
+        " [p for p in sys.path if 'runner-libs' in p]]\n"
+    )
+    assert result.ok and result.result == [True, [], []], result
+    error = error_of(run_py("import msgspec"), "runtime_error")
+    assert "it is not installed on this server" in error.message, error.message
 
 
 def test_strict_dumps_means_what_json_dumps_means() -> None:

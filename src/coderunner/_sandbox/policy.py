@@ -15,6 +15,8 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
+
 from .._jail import protocol
 
 # Syscalls a snippet never needs, refused with EPERM by the seccomp filter.  The jail
@@ -378,6 +380,10 @@ def build_policy(
         # zoneinfo/Intl need the time-zone database; it is public data.
         mounts.append(Mount("/usr/share/zoneinfo", "/usr/share/zoneinfo"))
     mounts.append(Mount(RUNNER_DIR, protocol.RUNNER_DIR))
+    # The Python runner's own JSON codec (protocol.RUNNER_LIBS): a read-only copy of the
+    # service's msgspec, which snippets do not see.
+    codec_dir = _real(os.path.dirname(msgspec.__file__))
+    mounts.append(Mount(codec_dir, f"{protocol.RUNNER_LIBS}/msgspec"))
     try:
         mounts.append(Mount(deno_executable(), protocol.DENO))
     except Exception:  # no deno: JavaScript is reported unavailable by doctor
