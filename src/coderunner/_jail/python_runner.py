@@ -192,7 +192,6 @@ _SEQUENCES = frozenset({list, tuple})
 # The exact types a plain result is made of (subclasses are left to check_json).
 _PLAIN_TYPES = frozenset({str, int, float, bool, type(None), dict}) | _SEQUENCES
 _CONTAINERS = _SEQUENCES | {dict}
-_DICT_ONLY = {dict}
 _STR_ONLY = frozenset({str})
 _get_referents = gc.get_referents
 _isfinite = math.isfinite
