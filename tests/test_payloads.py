@@ -514,14 +514,14 @@ def test_msgspec_is_used_only_where_it_writes_json_dumps_value(value: Any, walk:
         assert repr(json.loads(new[1])) == repr(json.loads(old[1]))
     else:
         assert new[1] == old[1]
-    fast = runner._encode_fast(value)
+    fast, _ = runner._encode_fast(value)
     if fast is not None:  # (only plain values, finite, string keys, shallow: the same value)
         assert old[0] == "ok" and repr(json.loads(fast)) == repr(json.loads(old[1]))
 
 
 def test_msgspec_encodes_plain_results(walk: bool) -> None:
     for value in (EXPECTED[:1000], {"a": [1, 2.5, None, True, "\u00e9"]}, [], "x", 3, None):
-        fast = runner._encode_fast(value)
+        fast, _ = runner._encode_fast(value)
         assert fast is not None, value
         assert json.loads(fast) == value
 
@@ -540,7 +540,7 @@ def test_msgspec_running_out_of_memory_is_a_memory_error() -> None:
         "limit = vm + 20 * 1024 * 1024\n"  # the text is 31 MB
         "resource.setrlimit(resource.RLIMIT_AS, (limit, limit))\n"
         "assert runner._encoder is not None\n"
-        "assert runner._encode_fast(value) is None\n"
+        "assert runner._encode_fast(value)[0] is None\n"
         "try:\n"
         "    runner.encode_result(value)\n"
         "except MemoryError:\n"

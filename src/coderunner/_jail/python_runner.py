@@ -269,9 +269,10 @@ def plainly_json(value: object) -> bool:
 _encoder = _codec.json.Encoder() if _codec is not None else None
 
 
-def _encode_fast(value: object) -> bytes | None:
+def _encode_fast(value: object) -> tuple[bytes | None, bool | None]:
     """The result as msgspec encodes it, when that is json.dumps's very JSON value and
-    `check_json` passes the value, else None (json.dumps's turn).
+    `check_json` passes the value, else None (json.dumps's turn); and the walk's verdict
+    when it was taken (None if not), which json.dumps's turn then need not take again.
 
     msgspec refuses subclasses, cycles and lone surrogates, as json.dumps does; what it
     takes and json.dumps does not is ruled out after: other types (enum members, UUIDs,
@@ -281,27 +282,32 @@ def _encode_fast(value: object) -> bytes | None:
     out (its own bytes buffer crashes the process).
     """
     if _encoder is None:
-        return None
+        return None, None
     buffer = bytearray()
     try:
         _encoder.encode_into(value, buffer)
-        if not _plain_levels(value, finite=b"null" in buffer):
-            return None
-        return bytes(buffer)
     except (TypeError, ValueError, RecursionError, MemoryError):  # (lone surrogates...)
-        return None
+        return None, None
+    # (Where json.dumps then succeeds there is no NaN, so the verdict is plainly_json's.)
+    plain = _plain_levels(value, finite=b"null" in buffer)
+    if not plain:
+        return None, plain
+    try:
+        return bytes(buffer), plain
+    except MemoryError:
+        return None, plain
 
 
 def encode_result(value: object) -> bytes:
     """The result as compact UTF-8 JSON; raises as `check_json` would have, first.
 
     Encoded first, in C (msgspec, ~8x faster than json.dumps, when `_encode_fast` can
-    vouch for it; else json.dumps); `check_json` walks (slowly, naming
-    the path) only to explain a failure or when `plainly_json` cannot vouch for the
-    value, so a refused result gets exactly the message it always got and a plain one
-    never pays for the walk.
+    vouch for it; else json.dumps); `check_json` walks (slowly, naming the path) only to
+    explain a failure or when the C-speed walk cannot vouch for the value, so a refused
+    result gets exactly the message it always got and a plain one never pays for the
+    walk.
     """
-    fast = _encode_fast(value)
+    fast, plain = _encode_fast(value)
     if fast is not None:
         return fast
     try:
@@ -310,7 +316,7 @@ def encode_result(value: object) -> bytes:
     except (ValueError, TypeError, RecursionError, MemoryError):  # (UnicodeEncodeError too)
         check_json(value)  # a SerializationProblem names the path
         raise
-    if not plainly_json(value):
+    if not (plainly_json(value) if plain is None else plain):
         check_json(value)
     return body
 
